@@ -1,0 +1,179 @@
+package collector
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/keyspend/keyspend_exporter/internal/provider"
+	"github.com/keyspend/keyspend_exporter/internal/rotator"
+	"github.com/keyspend/keyspend_exporter/internal/store"
+)
+
+// checked is the outcome of one key's check, kept for the store write at
+// the end of the cycle.
+type checked struct {
+	key    store.Key
+	result provider.Result
+	at     time.Time
+}
+
+// checkAll starts one goroutine per key, all at once, and waits for every
+// one. Each check has its own timeout, so the wait is bounded by the slowest
+// single check, not by the number of keys.
+func (c *Checker) checkAll(ctx context.Context, keys []store.Key) []checked {
+	out := make([]checked, len(keys))
+	var wg sync.WaitGroup
+	for i, k := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i] = c.checkOne(ctx, k)
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// checkOne asks the upstream about one key, records the answer and hands a
+// breach to the rotator.
+func (c *Checker) checkOne(ctx context.Context, k store.Key) checked {
+	defer c.done(k.ID)
+	if c.limit != nil {
+		select {
+		case c.limit <- struct{}{}:
+			defer func() { <-c.limit }()
+		case <-ctx.Done():
+			return checked{key: k, at: c.now(), result: provider.Result{
+				Outcome: provider.OutcomeTimeout, Err: ctx.Err(),
+			}}
+		}
+	}
+
+	p, _ := provider.Lookup(k.Provider)
+	base := k.BaseURL
+	if base == "" {
+		base = c.opts.BaseURLs[k.Provider]
+	}
+	cctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	start := c.now()
+	res := p.Check(cctx, c.opts.Client, base, k.Secret)
+	cancel()
+	took := c.now().Sub(start)
+	c.duration.WithLabelValues(k.Provider).Observe(took.Seconds())
+
+	obs := c.record(k, res, start)
+	if c.opts.Rotator != nil && ctx.Err() == nil {
+		c.applyRotation(k, c.opts.Rotator.Observe(ctx, obs))
+	}
+	return checked{key: k, result: res, at: start}
+}
+
+func (c *Checker) done(id string) {
+	c.mu.Lock()
+	delete(c.inFlight, id)
+	c.mu.Unlock()
+}
+
+// record folds a result into the key's state and logs it. An error keeps
+// the last good spend: only a fresh figure replaces it.
+func (c *Checker) record(k store.Key, res provider.Result, at time.Time) rotator.Observation {
+	c.mu.Lock()
+	c.checks[checkLabel{k.Provider, res.Outcome}]++
+	st := c.states[k.ID]
+	if st == nil || st.Generation != k.Generation {
+		// The key was removed or rotated while this check ran.
+		c.mu.Unlock()
+		return rotator.Observation{Key: k}
+	}
+	st.LastCheck = at
+	st.LastOutcome = res.Outcome
+	st.Up = res.HasSpend
+	if res.HasSpend {
+		st.HasSpend, st.SpendUSD, st.LastSuccess = true, res.SpendUSD, at
+		st.HasBudget, st.BudgetUSD = c.budgetOf(k, res)
+	}
+	obs := rotator.Observation{Key: k, SpendUSD: st.SpendUSD, ThresholdUSD: st.ThresholdUSD}
+	obs.Reason = breach(res, st)
+	line := st.logLine()
+	c.mu.Unlock()
+
+	if res.Outcome == provider.OutcomeOK || res.Outcome == provider.OutcomeBudgetExceeded && res.HasSpend {
+		c.logger.Info(line)
+	}
+	if res.Outcome != provider.OutcomeOK {
+		c.logger.Warn("check failed", "key", k.ID, "provider", k.Provider,
+			"outcome", string(res.Outcome), "err", errText(res.Err))
+	}
+	return obs
+}
+
+// budgetOf picks the budget that applies: the key's own override, then the
+// upstream's figure, then the configured default, unless the upstream says
+// the key is unlimited.
+func (c *Checker) budgetOf(k store.Key, res provider.Result) (bool, float64) {
+	switch {
+	case k.BudgetUSD != nil && *k.BudgetUSD > 0:
+		return true, *k.BudgetUSD
+	case res.HasBudget:
+		return true, res.BudgetUSD
+	case res.Unlimited:
+		return false, 0
+	}
+	return true, c.opts.BudgetUSD
+}
+
+// breach says why the key must be rotated, or "" when it need not be.
+func breach(res provider.Result, st *KeyState) string {
+	switch {
+	case res.BudgetExceeded:
+		return rotator.ReasonBudgetExceeded
+	case !res.HasSpend:
+		return ""
+	case st.HasBudget && st.SpendUSD >= st.BudgetUSD:
+		return rotator.ReasonBudgetExceeded
+	case st.SpendUSD >= st.ThresholdUSD:
+		return rotator.ReasonThreshold
+	}
+	return ""
+}
+
+// applyRotation resets a rotated key's state until its next check: the old
+// secret's spend says nothing about the new one.
+func (c *Checker) applyRotation(k store.Key, r rotator.Result) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.states[k.ID]
+	if st == nil {
+		return
+	}
+	switch {
+	case r.Rotated:
+		k.Generation = r.Generation
+		k.Status = store.StatusActive
+		k.RotatedAt = c.now()
+		fresh := newKeyState(k)
+		fresh.ThresholdUSD = st.ThresholdUSD
+		c.states[k.ID] = fresh
+	case r.Exhausted:
+		st.Status = store.StatusExhausted
+	}
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// logLine is the line operators grep for. Called with c.mu held.
+func (st *KeyState) logLine() string {
+	percent := 0.0
+	if st.ThresholdUSD > 0 {
+		percent = st.SpendUSD / st.ThresholdUSD * 100
+	}
+	return fmt.Sprintf("💵 [SpendChecker] %s: $%.2f / $%.2f (%.1f%%)",
+		st.ID, st.SpendUSD, st.ThresholdUSD, percent)
+}

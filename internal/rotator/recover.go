@@ -1,0 +1,129 @@
+package rotator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/keyspend/keyspend_exporter/internal/store"
+)
+
+// RecoveryReport counts what one recovery pass did.
+type RecoveryReport struct {
+	Completed  int // unfinished rotations carried to the end
+	RolledBack int // unfinished rotations that had claimed nothing, removed
+	Released   int // claimed backups that no rotation held, returned to the pool
+}
+
+// Recover finishes or undoes rotations that stopped part-way (a crash, a
+// killed pod, a store outage) and returns stranded backups to the pool. Only
+// entries older than the grace period are touched, so a rotation still
+// running in another replica is left alone. It runs at start-up and after
+// every cycle; with nothing to do it costs two queries.
+func (r *Rotator) Recover(ctx context.Context) (RecoveryReport, error) {
+	var rep RecoveryReport
+	if r.opts.DryRun {
+		return rep, nil
+	}
+	cutoff := r.now().Add(-r.opts.Grace)
+	unfinished, err := r.opts.Store.UnfinishedRotations(ctx, cutoff)
+	if err != nil {
+		return rep, err
+	}
+	for _, rot := range unfinished {
+		if err := r.recoverOne(ctx, rot, &rep); err != nil {
+			return rep, fmt.Errorf("recover rotation %s: %w", rot.ID, err)
+		}
+	}
+
+	orphans, err := r.opts.Store.OrphanClaims(ctx, cutoff)
+	if err != nil {
+		return rep, err
+	}
+	for _, id := range orphans {
+		if err := r.releaseOrphan(ctx, id); err != nil {
+			return rep, err
+		}
+		rep.Released++
+		r.logger.Info("returned a stranded backup to the pool", "backup", id)
+	}
+	return rep, nil
+}
+
+func (r *Rotator) recoverOne(ctx context.Context, rot store.Rotation, rep *RecoveryReport) error {
+	backupID := rot.Backup
+	if backupID == "" {
+		var err error
+		if backupID, err = r.opts.Store.ClaimOf(ctx, rot.ID); err != nil {
+			return err
+		}
+	}
+	if backupID == "" {
+		rep.RolledBack++
+		r.logger.Info("rolled back an unfinished rotation that claimed no backup", "key", rot.Key,
+			"generation", rot.FromGeneration)
+		return r.opts.Store.AbandonRotation(ctx, rot.ID)
+	}
+
+	b, err := r.opts.Store.Backup(ctx, backupID)
+	if err != nil {
+		return err
+	}
+	k, err := r.opts.Store.Key(ctx, rot.Key)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return r.dropForDeletedKey(ctx, rot, backupID)
+	}
+	if err != nil {
+		return err
+	}
+
+	// Before the swap the key still holds the secret being retired; after
+	// it, the retired record was written first and already holds it.
+	oldSecret := k.Secret
+	if k.Generation != rot.FromGeneration {
+		oldSecret = ""
+	}
+	if err := r.completeRecovered(ctx, rot, b, oldSecret); err != nil {
+		return err
+	}
+	rep.Completed++
+	r.rotated(rot, rot.Provider)
+	return nil
+}
+
+// completeRecovered runs the rest of the protocol; with oldSecret empty the
+// swap is known done and only the backup and ledger remain.
+func (r *Rotator) completeRecovered(ctx context.Context, rot store.Rotation, b store.Backup, oldSecret string) error {
+	if oldSecret != "" {
+		return r.complete(ctx, rot, b, oldSecret)
+	}
+	if err := r.opts.Store.MarkBackupUsed(ctx, b.ID, rot.Key); err != nil {
+		return err
+	}
+	return r.opts.Store.FinishRotation(ctx, rot.ID)
+}
+
+// dropForDeletedKey ends a rotation whose key was deleted meanwhile: the
+// backup it claimed goes back to the pool.
+func (r *Rotator) dropForDeletedKey(ctx context.Context, rot store.Rotation, backupID string) error {
+	if err := r.opts.Store.DeleteRotation(ctx, rot.ID); err != nil {
+		return err
+	}
+	r.logger.Info("key deleted during its rotation, backup returned", "key", rot.Key, "backup", backupID)
+	return r.opts.Store.ReleaseClaim(ctx, backupID)
+}
+
+// releaseOrphan returns a claimed backup to the pool unless a key already
+// uses it.
+func (r *Rotator) releaseOrphan(ctx context.Context, backupID string) error {
+	b, err := r.opts.Store.Backup(ctx, backupID)
+	if err != nil {
+		return err
+	}
+	if b.Status == store.BackupUsed {
+		return nil
+	}
+	return r.opts.Store.ReleaseClaim(ctx, backupID)
+}

@@ -1,0 +1,125 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// Backup statuses. A backup goes available -> claimed -> used, or back to
+// available when a rotation that claimed it is rolled back.
+const (
+	BackupAvailable = "available"
+	BackupClaimed   = "claimed"
+	BackupUsed      = "used"
+)
+
+// Backup is a spare key waiting in the pool.
+type Backup struct {
+	ID       string `bson:"_id"`
+	Provider string `bson:"provider"`
+	Secret   string `bson:"secret"`
+	BaseURL  string `bson:"base_url,omitempty"`
+	Status   string `bson:"status"`
+	UsedBy   string `bson:"used_by,omitempty"`
+}
+
+// ImportBackups adds backups to the pool. A backup whose id exists is left
+// alone: its secret may already be serving a key.
+func (s *Store) ImportBackups(ctx context.Context, in []Backup) (inserted int, err error) {
+	if len(in) == 0 {
+		return 0, nil
+	}
+	models := make([]mongo.WriteModel, 0, len(in))
+	now := time.Now().UTC()
+	for _, b := range in {
+		doc := bson.D{
+			{Key: "provider", Value: b.Provider}, {Key: "secret", Value: b.Secret},
+			{Key: "base_url", Value: b.BaseURL}, {Key: "status", Value: BackupAvailable},
+			{Key: "added_at", Value: now},
+		}
+		models = append(models, mongo.NewUpdateOneModel().
+			SetFilter(bson.D{{Key: "_id", Value: b.ID}}).
+			SetUpdate(bson.D{{Key: "$setOnInsert", Value: doc}}).
+			SetUpsert(true))
+	}
+	res, err := s.backups.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+	if err != nil {
+		return 0, fmt.Errorf("import backups: %w", err)
+	}
+	return int(res.UpsertedCount), nil
+}
+
+// AvailableBackups returns up to limit backups of a provider that no
+// rotation has claimed yet, as far as the status field knows; the claim
+// insert is what decides.
+func (s *Store) AvailableBackups(ctx context.Context, provider string, limit int) ([]Backup, error) {
+	filter := bson.D{{Key: "status", Value: BackupAvailable}, {Key: "provider", Value: provider}}
+	cur, err := s.backups.Find(ctx, filter, options.Find().SetLimit(int64(limit)))
+	if err != nil {
+		return nil, fmt.Errorf("find backups: %w", err)
+	}
+	var out []Backup
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, fmt.Errorf("read backups: %w", err)
+	}
+	return out, nil
+}
+
+// CountAvailableBackups counts the available backups of each provider.
+func (s *Store) CountAvailableBackups(ctx context.Context) (map[string]int, error) {
+	cur, err := s.backups.Find(ctx, bson.D{{Key: "status", Value: BackupAvailable}},
+		options.Find().SetProjection(bson.D{{Key: "provider", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("count backups: %w", err)
+	}
+	defer cur.Close(ctx)
+
+	counts := map[string]int{}
+	for cur.Next(ctx) {
+		p, _ := cur.Current.Lookup("provider").StringValueOK()
+		counts[p]++
+	}
+	return counts, cur.Err()
+}
+
+// ListBackups returns every backup, for the status page and the CLI.
+func (s *Store) ListBackups(ctx context.Context) ([]Backup, error) {
+	cur, err := s.backups.Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("list backups: %w", err)
+	}
+	var out []Backup
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, fmt.Errorf("list backups: %w", err)
+	}
+	return out, nil
+}
+
+// Backup reads one backup.
+func (s *Store) Backup(ctx context.Context, id string) (Backup, error) {
+	var b Backup
+	err := s.backups.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&b)
+	if err != nil {
+		return b, fmt.Errorf("read backup %q: %w", id, err)
+	}
+	return b, nil
+}
+
+func (s *Store) setBackupStatus(ctx context.Context, id, status, usedBy string) error {
+	set := bson.D{{Key: "status", Value: status}}
+	if usedBy != "" {
+		set = append(set, bson.E{Key: "used_by", Value: usedBy},
+			bson.E{Key: "used_at", Value: time.Now().UTC()})
+	}
+	_, err := s.backups.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}},
+		bson.D{{Key: "$set", Value: set}})
+	if err != nil {
+		return fmt.Errorf("set backup %q %s: %w", id, status, err)
+	}
+	return nil
+}
