@@ -1,0 +1,253 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// binary is the exporter built once for the tests that run it as a process,
+// the way an operator does.
+var (
+	buildOnce sync.Once
+	binary    string
+	buildErr  error
+)
+
+func exporterBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "keyspend-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binary = filepath.Join(dir, "keyspend_exporter")
+		out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binary
+}
+
+// freeAddr returns a loopback address with a port nobody listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// process is a running exporter with its log lines collected.
+type process struct {
+	cmd  *exec.Cmd
+	addr string
+
+	mu    sync.Mutex
+	lines []string
+	done  chan error
+}
+
+func startExporter(t *testing.T, env []string, args ...string) *process {
+	t.Helper()
+	p := &process{addr: freeAddr(t), done: make(chan error, 1)}
+	p.cmd = exec.Command(exporterBinary(t), args...)
+	p.cmd.Env = append(os.Environ(), "KEYSPEND_LISTEN_ADDRESS="+p.addr)
+	p.cmd.Env = append(p.cmd.Env, env...)
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Stdout = io.Discard
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go p.collect(stderr)
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	})
+	return p
+}
+
+func (p *process) collect(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		p.mu.Lock()
+		p.lines = append(p.lines, sc.Text())
+		p.mu.Unlock()
+	}
+	p.done <- p.cmd.Wait()
+}
+
+func (p *process) logLines() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.lines...)
+}
+
+// scrape fetches and parses /metrics; nil when it does not answer yet.
+func (p *process) scrape(t *testing.T) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get("http://" + p.addr + "/metrics")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/metrics answered %s", resp.Status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	return families
+}
+
+// waitFor scrapes until cond holds, failing after limit. The limit is a
+// bound on a hang, not a speed assertion.
+func (p *process) waitFor(t *testing.T, limit time.Duration, what string,
+	cond func(map[string]*dto.MetricFamily) bool) map[string]*dto.MetricFamily {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if fams := p.scrape(t); fams != nil && cond(fams) {
+			return fams
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("gave up waiting for %s; log:\n%s", what, strings.Join(p.logLines(), "\n"))
+	return nil
+}
+
+func sum(fams map[string]*dto.MetricFamily, name string) (float64, int) {
+	f, ok := fams[name]
+	if !ok {
+		return 0, 0
+	}
+	total := 0.0
+	for _, m := range f.Metric {
+		switch {
+		case m.Gauge != nil:
+			total += m.Gauge.GetValue()
+		case m.Counter != nil:
+			total += m.Counter.GetValue()
+		}
+	}
+	return total, len(f.Metric)
+}
+
+var spendLine = regexp.MustCompile(`time=(\S+) level=INFO msg="💵 \[SpendChecker\] (demo-key-\d+): \$\d+\.\d{2} / \$9\.95 \(\d+\.\d%\)"`)
+
+// TestDemo runs the demo as a user does and checks what the README
+// promises: spend for every key on /metrics after the first cycle, the
+// cycle's spend lines together, rotations that drain the backup pool, and a
+// clean exit on SIGTERM.
+func TestDemo(t *testing.T) {
+	const keys = 12
+	p := startExporter(t, []string{"KEYSPEND_CHECK_INTERVAL=2s"},
+		"demo", "--keys", fmt.Sprint(keys), "--backups", "4", "--latency", "20ms")
+
+	fams := p.waitFor(t, 30*time.Second, "spend of every demo key", func(f map[string]*dto.MetricFamily) bool {
+		_, n := sum(f, "keyspend_key_spend_usd")
+		return n == keys
+	})
+	pool, _ := sum(fams, "keyspend_backup_keys_available")
+
+	first := firstCycleLines(p.logLines(), keys)
+	if len(first) != keys {
+		t.Fatalf("found %d spend lines of the first cycle, want %d:\n%s", len(first), keys,
+			strings.Join(p.logLines(), "\n"))
+	}
+	assertTogether(t, first)
+
+	// The first demo key starts at 96% of its threshold and crosses it
+	// within seconds.
+	fams = p.waitFor(t, 60*time.Second, "a rotation", func(f map[string]*dto.MetricFamily) bool {
+		n, _ := sum(f, "keyspend_key_rotations_total")
+		return n >= 1
+	})
+	rotations, _ := sum(fams, "keyspend_key_rotations_total")
+	poolAfter, _ := sum(fams, "keyspend_backup_keys_available")
+	if poolAfter != pool-rotations {
+		t.Errorf("backup pool went from %v to %v after %v rotations", pool, poolAfter, rotations)
+	}
+
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v", err)
+		}
+		p.done <- err
+	case <-time.After(30 * time.Second):
+		t.Fatal("no exit within 30s of SIGTERM")
+	}
+}
+
+// firstCycleLines returns the time of each spend line of the first cycle:
+// the first line seen for each key.
+func firstCycleLines(lines []string, keys int) []time.Time {
+	seen := map[string]bool{}
+	var times []time.Time
+	for _, l := range lines {
+		m := spendLine.FindStringSubmatch(l)
+		if m == nil || seen[m[2]] {
+			continue
+		}
+		seen[m[2]] = true
+		if ts, err := time.Parse(time.RFC3339Nano, m[1]); err == nil {
+			times = append(times, ts)
+		}
+		if len(times) == keys {
+			break
+		}
+	}
+	return times
+}
+
+// assertTogether checks that a cycle's lines were written within one
+// second of each other. Asserting the same wall-clock second would fail
+// whenever a cycle of a few milliseconds happens to straddle a second
+// boundary, which says nothing about the checks running at once.
+func assertTogether(t *testing.T, times []time.Time) {
+	t.Helper()
+	lo, hi := times[0], times[0]
+	for _, ts := range times {
+		if ts.Before(lo) {
+			lo = ts
+		}
+		if ts.After(hi) {
+			hi = ts
+		}
+	}
+	if hi.Sub(lo) >= time.Second {
+		t.Errorf("the first cycle's spend lines span %v, want under a second", hi.Sub(lo))
+	}
+}
+
