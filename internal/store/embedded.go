@@ -20,10 +20,16 @@ type Embedded struct {
 	done   chan struct{}
 }
 
-// StartEmbedded runs FerretDB on a loopback port with its data in dir. Its
-// own logs are kept to errors: they are about the wire protocol, not about
-// keys, and would drown the exporter's lines.
+// StartEmbedded runs FerretDB on a free loopback port with its data in dir.
+// Its own logs are kept to errors: they are about the wire protocol, not
+// about keys, and would drown the exporter's lines.
 func StartEmbedded(dir string, logger *slog.Logger) (*Embedded, error) {
+	return StartEmbeddedOn(dir, "127.0.0.1:0", logger)
+}
+
+// StartEmbeddedOn is StartEmbedded on a given address, so a restarted server
+// can take the port of the one before and clients reconnect to it.
+func StartEmbeddedOn(dir, addr string, logger *slog.Logger) (*Embedded, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("embedded store directory %q: %w", dir, err)
@@ -35,7 +41,7 @@ func StartEmbedded(dir string, logger *slog.Logger) (*Embedded, error) {
 	quiet := slog.New(logger.Handler().WithGroup("ferretdb"))
 	quiet = slog.New(levelFloor{quiet.Handler(), slog.LevelError})
 	f, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{TCP: "127.0.0.1:0"},
+		Listener:  ferretdb.ListenerConfig{TCP: addr},
 		Handler:   "sqlite",
 		SQLiteURL: "file:" + abs + "/",
 		Logger:    quiet,
