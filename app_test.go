@@ -127,3 +127,7 @@ func (r *runningApp) waitMetrics(t *testing.T, limit time.Duration, want ...stri
 	t.Fatalf("/metrics never showed all of %q; last:\n%s\nlog:\n%s", want, body, r.logs.String())
 	return ""
 }
+
+func discardLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}

@@ -2,16 +2,20 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -19,6 +23,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/keyspend/keyspend_exporter/internal/store"
 )
 
 // binary is the exporter built once for the tests that run it as a process,
@@ -251,3 +257,75 @@ func assertTogether(t *testing.T, times []time.Time) {
 	}
 }
 
+
+// TestSIGTERMDuringCycle stops the exporter while a check hangs: the hung
+// check is cancelled, the cycle's finished results are written to the
+// store, and the process exits 0.
+func TestSIGTERMDuringCycle(t *testing.T) {
+	var hanging atomic.Int32
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "Bearer sk-hangs-forever-000" {
+			hanging.Add(1)
+			<-r.Context().Done()
+			return
+		}
+		fmt.Fprint(w, `{"key": "x", "info": {"spend": 2.5, "max_budget": 10}}`)
+	}))
+	defer upstream.Close()
+
+	dataDir := t.TempDir()
+	keys := filepath.Join(t.TempDir(), "keys.jsonl")
+	lines := `{"id": "hangs", "provider": "litellm", "secret": "sk-hangs-forever-000"}` + "\n"
+	for i := 0; i < 5; i++ {
+		lines += fmt.Sprintf(`{"id": "ok-%d", "provider": "litellm", "secret": "sk-answers-%03d"}`+"\n", i, i)
+	}
+	if err := os.WriteFile(keys, []byte(lines), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"KEYSPEND_DATA_DIR=" + dataDir, "KEYSPEND_LITELLM_URL=" + upstream.URL,
+		"KEYSPEND_CHECK_TIMEOUT=5m", "KEYSPEND_CHECK_INTERVAL=1s"}
+	imp := exec.Command(exporterBinary(t), "keys", "import", keys)
+	imp.Env = append(os.Environ(), env...)
+	if out, err := imp.CombinedOutput(); err != nil || !strings.Contains(string(out), "6 new") {
+		t.Fatalf("keys import: %v\n%s", err, out)
+	}
+
+	p := startExporter(t, env)
+	deadline := time.Now().Add(30 * time.Second)
+	for hanging.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if hanging.Load() == 0 {
+		t.Fatalf("the hanging check never started; log:\n%s", strings.Join(p.logLines(), "\n"))
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.done:
+		p.done <- err
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v; log:\n%s", err, strings.Join(p.logLines(), "\n"))
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no exit within 30s of SIGTERM while a check hung")
+	}
+
+	emb, err := store.StartEmbedded(dataDir, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emb.Close()
+	st, err := store.Open(emb.URI(), store.DefaultNames, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close(context.Background())
+	n, err := st.CountHistory(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 5 {
+		t.Errorf("%d history points written, want the 5 finished checks of the interrupted cycle", n)
+	}
+}

@@ -17,19 +17,36 @@ type checked struct {
 	key    store.Key
 	result provider.Result
 	at     time.Time
+	// skipped is true for a check cut short by a stop: it says nothing
+	// about the key, so it is neither counted nor written.
+	skipped bool
 }
 
 // checkAll starts one goroutine per key, all at once, and waits for every
 // one. Each check has its own timeout, so the wait is bounded by the slowest
-// single check, not by the number of keys.
+// single check, not by the number of keys. With a concurrency cap, that many
+// workers share the keys instead, so a capped cycle of 10,000 keys does not
+// park 10,000 goroutines.
 func (c *Checker) checkAll(ctx context.Context, keys []store.Key) []checked {
 	out := make([]checked, len(keys))
+	workers := len(keys)
+	if c.opts.MaxConcurrency > 0 && c.opts.MaxConcurrency < workers {
+		workers = c.opts.MaxConcurrency
+	}
+	next := make(chan int, len(keys))
+	for i := range keys {
+		next <- i
+	}
+	close(next)
+
 	var wg sync.WaitGroup
-	for i, k := range keys {
+	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out[i] = c.checkOne(ctx, k)
+			for i := range next {
+				out[i] = c.checkOne(ctx, keys[i])
+			}
 		}()
 	}
 	wg.Wait()
@@ -40,15 +57,8 @@ func (c *Checker) checkAll(ctx context.Context, keys []store.Key) []checked {
 // breach to the rotator.
 func (c *Checker) checkOne(ctx context.Context, k store.Key) checked {
 	defer c.done(k.ID)
-	if c.limit != nil {
-		select {
-		case c.limit <- struct{}{}:
-			defer func() { <-c.limit }()
-		case <-ctx.Done():
-			return checked{key: k, at: c.now(), result: provider.Result{
-				Outcome: provider.OutcomeTimeout, Err: ctx.Err(),
-			}}
-		}
+	if ctx.Err() != nil {
+		return checked{key: k, skipped: true}
 	}
 
 	p, _ := provider.Lookup(k.Provider)
@@ -60,12 +70,19 @@ func (c *Checker) checkOne(ctx context.Context, k store.Key) checked {
 	start := c.now()
 	res := p.Check(cctx, c.opts.Client, base, k.Secret)
 	cancel()
+	if ctx.Err() != nil {
+		return checked{key: k, skipped: true}
+	}
 	took := c.now().Sub(start)
 	c.duration.WithLabelValues(k.Provider).Observe(took.Seconds())
 
 	obs := c.record(k, res, start)
-	if c.opts.Rotator != nil && ctx.Err() == nil {
-		c.applyRotation(k, c.opts.Rotator.Observe(ctx, obs))
+	if c.opts.Rotator != nil {
+		// A rotation that has begun is carried through a stop rather than
+		// left for recovery: its steps are few and bounded by the timeout.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.Timeout)
+		c.applyRotation(k, c.opts.Rotator.Observe(rctx, obs))
+		cancel()
 	}
 	return checked{key: k, result: res, at: start}
 }

@@ -69,7 +69,6 @@ type Checker struct {
 	logger  *slog.Logger
 	now     func() time.Time
 	running atomic.Bool
-	limit   chan struct{}
 
 	duration *prometheus.HistogramVec
 
@@ -108,9 +107,6 @@ func NewChecker(opts Options) *Checker {
 	}
 	if c.logger == nil {
 		c.logger = slog.Default()
-	}
-	if opts.MaxConcurrency > 0 {
-		c.limit = make(chan struct{}, opts.MaxConcurrency)
 	}
 	if c.opts.ReplicaCount < 1 {
 		c.opts.ReplicaCount = 1

@@ -69,6 +69,9 @@ func (c *Checker) queue(results []checked) {
 		c.pending.checks = map[string]store.CheckRecord{}
 	}
 	for _, r := range results {
+		if r.skipped {
+			continue
+		}
 		p := store.HistoryPoint{
 			Key: r.key.ID, Provider: r.key.Provider, Generation: r.key.Generation,
 			Outcome: string(r.result.Outcome), At: r.at.UTC(),
