@@ -68,6 +68,9 @@ func assertResult(t *testing.T, got, want Result, errHas string) {
 	if got.BudgetExceeded != want.BudgetExceeded {
 		t.Errorf("BudgetExceeded = %v, want %v", got.BudgetExceeded, want.BudgetExceeded)
 	}
+	if got.Unlimited != want.Unlimited {
+		t.Errorf("Unlimited = %v, want %v", got.Unlimited, want.Unlimited)
+	}
 	if got.RetryAfter != want.RetryAfter {
 		t.Errorf("RetryAfter = %v, want %v", got.RetryAfter, want.RetryAfter)
 	}
@@ -113,6 +116,13 @@ func near(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
 
 func okSpend(spend float64) Result {
 	return Result{Outcome: OutcomeOK, HasSpend: true, SpendUSD: spend}
+}
+
+// okUnlimited is the result for a key the upstream says has no cap.
+func okUnlimited(spend float64) Result {
+	r := okSpend(spend)
+	r.Unlimited = true
+	return r
 }
 
 func okBudget(spend, budget float64) Result {

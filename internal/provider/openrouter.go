@@ -61,7 +61,7 @@ func openRouterResult(k *openRouterKey, secret string) Result {
 		return badResponse(secret, err)
 	}
 	if k.Limit == nil {
-		return Result{Outcome: OutcomeOK, HasSpend: true, SpendUSD: usage}
+		return Result{Outcome: OutcomeOK, HasSpend: true, SpendUSD: usage, Unlimited: true}
 	}
 	limit, err := budget("limit", k.Limit)
 	if err != nil {
