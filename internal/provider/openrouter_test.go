@@ -108,7 +108,7 @@ func TestOpenRouterRequest(t *testing.T) {
 			ctx := context.Background()
 			got := openRouter{}.Check(ctx, srv.Client(), srv.URL+suffix, testSecret)
 
-			assertResult(t, got, okSpend(1.5), "")
+			assertResult(t, got, okUnlimited(1.5), "")
 			if gotPath != "/api/v1/key" {
 				t.Errorf("path = %q, want %q", gotPath, "/api/v1/key")
 			}
