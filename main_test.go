@@ -257,7 +257,6 @@ func assertTogether(t *testing.T, times []time.Time) {
 	}
 }
 
-
 // TestSIGTERMDuringCycle stops the exporter while a check hangs: the hung
 // check is cancelled, the cycle's finished results are written to the
 // store, and the process exits 0.

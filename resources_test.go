@@ -107,4 +107,3 @@ func TestFailingUpstreamHoldsNoResources(t *testing.T) {
 		t.Errorf("upstream saw %d requests, want %d", sim.Requests(), 10*1011)
 	}
 }
-

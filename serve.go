@@ -303,4 +303,3 @@ func (a *app) close() {
 		a.embedded.Close()
 	}
 }
-
