@@ -66,6 +66,13 @@ func (r *Rotator) recoverOne(ctx context.Context, rot store.Rotation, rep *Recov
 			"generation", rot.FromGeneration)
 		return r.opts.Store.AbandonRotation(ctx, rot.ID)
 	}
+	if rot.Backup == "" {
+		// The process stopped between the claim and the ledger naming it;
+		// the ledger must still say which backup the key received.
+		if err := r.opts.Store.MarkRotationClaimed(ctx, rot.ID, backupID); err != nil {
+			return err
+		}
+	}
 
 	b, err := r.opts.Store.Backup(ctx, backupID)
 	if err != nil {

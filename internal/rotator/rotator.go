@@ -3,7 +3,6 @@ package rotator
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -124,9 +123,6 @@ func (r *Rotator) Observe(ctx context.Context, o Observation) Result {
 		r.dryRunOnce(id, o)
 		return Result{}
 	}
-	if r.poolKnownEmpty(o.Key.Provider) {
-		return r.markExhausted(ctx, o, id)
-	}
 
 	select {
 	case r.sem <- struct{}{}:
@@ -134,7 +130,13 @@ func (r *Rotator) Observe(ctx context.Context, o Observation) Result {
 	case <-ctx.Done():
 		return Result{}
 	}
-	res, err := r.rotate(ctx, o)
+	var res Result
+	var err error
+	if r.poolKnownEmpty(o.Key.Provider) {
+		res, err = r.emptyPoolAgain(ctx, o)
+	} else {
+		res, err = r.rotate(ctx, o)
+	}
 	if err != nil && !errors.Is(err, errStopped) {
 		r.fail(FailureStoreError)
 		r.logger.Warn("rotation failed, it will be recovered or retried",
@@ -191,18 +193,27 @@ func (r *Rotator) step(name string) error {
 	return nil
 }
 
-// rotate runs the protocol for one key generation.
-func (r *Rotator) rotate(ctx context.Context, o Observation) (Result, error) {
+// rotation is the ledger entry for rotating the observed key generation.
+func (r *Rotator) rotation(o Observation) store.Rotation {
 	k := o.Key
-	rot := store.Rotation{
+	return store.Rotation{
 		ID: store.RotationID(k.ID, k.Generation), Key: k.ID, Provider: k.Provider,
 		FromGeneration: k.Generation, Reason: o.Reason, SpendUSD: o.SpendUSD,
 		ThresholdUSD: o.ThresholdUSD, Owner: r.opts.Owner, StartedAt: r.now().UTC(),
 	}
+}
+
+// rotate runs the protocol for one key generation.
+func (r *Rotator) rotate(ctx context.Context, o Observation) (Result, error) {
+	k := o.Key
+	rot := r.rotation(o)
 	ok, err := r.opts.Store.BeginRotation(ctx, rot)
-	if err != nil || !ok {
-		// Not ok: this generation is being or was rotated elsewhere.
+	if err != nil {
 		return Result{}, err
+	}
+	if !ok {
+		// This generation is being or was rotated elsewhere.
+		return r.reapply(ctx, rot)
 	}
 	if err := r.step(StepBegun); err != nil {
 		return Result{}, err
@@ -231,6 +242,33 @@ func (r *Rotator) rotate(ctx context.Context, o Observation) (Result, error) {
 	return Result{Rotated: true, Generation: k.Generation + 1}, nil
 }
 
+// reapply swaps again a rotation that is done while its key is still at the
+// generation it replaced. On FerretDB every update rewrites the whole key
+// document, so a write that read the key just before the swap (the proxy's
+// last_used_at, a check record) puts the old secret back; without this the
+// key would keep its spent secret and its generation could never be rotated.
+func (r *Rotator) reapply(ctx context.Context, rot store.Rotation) (Result, error) {
+	done, found, err := r.opts.Store.Rotation(ctx, rot.ID)
+	if err != nil || !found || done.State != store.RotationDone {
+		return Result{}, err
+	}
+	k, err := r.opts.Store.Key(ctx, rot.Key)
+	if err != nil || k.Generation != rot.FromGeneration {
+		return Result{}, err
+	}
+
+	b, err := r.opts.Store.Backup(ctx, done.Backup)
+	if err != nil {
+		return Result{}, err
+	}
+	if err := r.opts.Store.SwapSecret(ctx, rot.Key, rot.FromGeneration, b); err != nil {
+		return Result{}, err
+	}
+	r.logger.Warn("key had lost its new secret to a concurrent write, swapped again",
+		"key", rot.Key, "backup", b.ID, "generation", rot.FromGeneration+1)
+	return Result{Rotated: true, Generation: rot.FromGeneration + 1}, nil
+}
+
 // claim takes one available backup of the key's provider. Candidates are
 // tried in random order so concurrent rotations rarely collide; the claim
 // insert decides who wins each one.
@@ -256,7 +294,9 @@ func (r *Rotator) claim(ctx context.Context, rot store.Rotation) (store.Backup, 
 			}
 		}
 	}
-	return store.Backup{}, false, fmt.Errorf("no backup could be claimed after 5 rounds of contention")
+	// Every candidate of every round was already claimed: the status field
+	// lags behind claims being made right now, and no backup is free.
+	return store.Backup{}, false, nil
 }
 
 // complete finishes a rotation whose backup is claimed. Every step is
@@ -296,15 +336,44 @@ func (r *Rotator) rotated(rot store.Rotation, provider string) {
 		"generation", rot.FromGeneration+1)
 }
 
-// exhausted gives the ledger entry back and marks the key exhausted.
+// exhausted remembers that the provider's pool is empty, marks the key
+// exhausted and gives the ledger entry back.
 func (r *Rotator) exhausted(ctx context.Context, o Observation, rot store.Rotation) (Result, error) {
-	if err := r.opts.Store.AbandonRotation(ctx, rot.ID); err != nil {
-		return Result{}, err
-	}
 	r.mu.Lock()
 	r.emptyPool[o.Key.Provider] = r.now()
 	r.mu.Unlock()
-	return r.markExhausted(ctx, o, rot.ID), nil
+	return r.giveBack(ctx, o, rot)
+}
+
+// emptyPoolAgain handles a breach while the provider's pool is known to be
+// empty, without asking the pool again. The ledger entry is taken first so
+// that the status write cannot meet another replica's rotation of the same
+// generation: on FerretDB an update rewrites the whole document, and a
+// status write that read the key before a swap would undo the swap.
+func (r *Rotator) emptyPoolAgain(ctx context.Context, o Observation) (Result, error) {
+	rot := r.rotation(o)
+	r.mu.Lock()
+	warned := r.warned[rot.ID]
+	r.mu.Unlock()
+	if warned {
+		return Result{Exhausted: true}, nil
+	}
+	ok, err := r.opts.Store.BeginRotation(ctx, rot)
+	if err != nil {
+		return Result{}, err
+	}
+	if !ok {
+		// This generation is being or was rotated elsewhere.
+		return r.reapply(ctx, rot)
+	}
+	return r.giveBack(ctx, o, rot)
+}
+
+// giveBack marks the key exhausted while its ledger entry is still held,
+// then removes the entry so the generation is rotated once backups arrive.
+func (r *Rotator) giveBack(ctx context.Context, o Observation, rot store.Rotation) (Result, error) {
+	res := r.markExhausted(ctx, o, rot.ID)
+	return res, r.opts.Store.AbandonRotation(ctx, rot.ID)
 }
 
 // markExhausted records, once per key generation, that the key breached

@@ -109,6 +109,18 @@ func (s *Store) RetireSecret(ctx context.Context, r Rotation, secret string) err
 	return nil
 }
 
+// Rotation reads one ledger entry; found is false when there is none.
+func (s *Store) Rotation(ctx context.Context, id string) (r Rotation, found bool, err error) {
+	err = s.rotations.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Decode(&r)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return Rotation{}, false, nil
+	}
+	if err != nil {
+		return Rotation{}, false, fmt.Errorf("read rotation %s: %w", id, err)
+	}
+	return r, true, nil
+}
+
 // RetiredSecret returns the secret a rotation retired, if it was written.
 func (s *Store) RetiredSecret(ctx context.Context, rotationID string) (string, bool, error) {
 	var doc struct {
