@@ -141,8 +141,11 @@ func (c Config) validateDurations() error {
 			return fmt.Errorf("%s_%s: must be greater than zero, got %s", Prefix, name, d)
 		}
 	}
-	if c.RotationGrace < 0 {
-		return fmt.Errorf("%s_ROTATION_GRACE: must not be negative, got %s", Prefix, c.RotationGrace)
+	// A rotation runs under the check timeout; recovery by another replica
+	// must not start while it may still be running.
+	if c.RotationGrace < 2*c.CheckTimeout {
+		return fmt.Errorf("%s_ROTATION_GRACE: must be at least twice %s_CHECK_TIMEOUT (%s), got %s",
+			Prefix, Prefix, 2*c.CheckTimeout, c.RotationGrace)
 	}
 	if c.MaxConcurrency < 0 {
 		return fmt.Errorf("%s_MAX_CONCURRENCY: must be 0 (no cap) or more, got %d", Prefix, c.MaxConcurrency)

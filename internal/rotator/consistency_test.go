@@ -16,7 +16,7 @@ type state struct {
 	backups map[string]store.Backup
 	ledger  map[string]store.Rotation // by rotation id
 	retired map[string]string         // retired secret by rotation id
-	orphans []string                  // claims whose rotation entry is gone
+	orphans []store.Claim             // claims whose rotation entry is gone
 }
 
 func (w *world) state(t *testing.T) state {

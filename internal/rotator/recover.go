@@ -2,10 +2,7 @@ package rotator
 
 import (
 	"context"
-	"errors"
 	"fmt"
-
-	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/keyspend/keyspend_exporter/internal/store"
 )
@@ -42,14 +39,34 @@ func (r *Rotator) Recover(ctx context.Context) (RecoveryReport, error) {
 	if err != nil {
 		return rep, err
 	}
-	for _, id := range orphans {
-		if err := r.releaseOrphan(ctx, id); err != nil {
+	for _, c := range orphans {
+		released, err := r.releaseOrphan(ctx, c)
+		if err != nil {
 			return rep, err
 		}
-		rep.Released++
-		r.logger.Info("returned a stranded backup to the pool", "backup", id)
+		if released {
+			rep.Released++
+			r.logger.Info("returned a stranded backup to the pool", "backup", c.Backup)
+		}
 	}
-	return rep, nil
+	return rep, r.restoreStranded(ctx, &rep)
+}
+
+// restoreStranded makes available the backups a crash inside ReleaseClaim
+// left marked claimed with no claim.
+func (r *Rotator) restoreStranded(ctx context.Context, rep *RecoveryReport) error {
+	stranded, err := r.opts.Store.StrandedBackups(ctx)
+	if err != nil {
+		return err
+	}
+	for _, id := range stranded {
+		if err := r.opts.Store.MakeAvailable(ctx, id); err != nil {
+			return err
+		}
+		rep.Released++
+		r.logger.Info("returned a backup marked claimed without a claim to the pool", "backup", id)
+	}
+	return nil
 }
 
 func (r *Rotator) recoverOne(ctx context.Context, rot store.Rotation, rep *RecoveryReport) error {
@@ -79,7 +96,7 @@ func (r *Rotator) recoverOne(ctx context.Context, rot store.Rotation, rep *Recov
 		return err
 	}
 	k, err := r.opts.Store.Key(ctx, rot.Key)
-	if errors.Is(err, mongo.ErrNoDocuments) {
+	if store.IsNotFound(err) {
 		return r.dropForDeletedKey(ctx, rot, backupID)
 	}
 	if err != nil {
@@ -119,18 +136,18 @@ func (r *Rotator) dropForDeletedKey(ctx context.Context, rot store.Rotation, bac
 		return err
 	}
 	r.logger.Info("key deleted during its rotation, backup returned", "key", rot.Key, "backup", backupID)
-	return r.opts.Store.ReleaseClaim(ctx, backupID)
+	return r.opts.Store.ReleaseClaim(ctx, backupID, rot.ID)
 }
 
 // releaseOrphan returns a claimed backup to the pool unless a key already
 // uses it.
-func (r *Rotator) releaseOrphan(ctx context.Context, backupID string) error {
-	b, err := r.opts.Store.Backup(ctx, backupID)
+func (r *Rotator) releaseOrphan(ctx context.Context, c store.Claim) (bool, error) {
+	b, err := r.opts.Store.Backup(ctx, c.Backup)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if b.Status == store.BackupUsed {
-		return nil
+		return false, nil
 	}
-	return r.opts.Store.ReleaseClaim(ctx, backupID)
+	return true, r.opts.Store.ReleaseClaim(ctx, c.Backup, c.Rotation)
 }

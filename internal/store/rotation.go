@@ -180,15 +180,52 @@ func (s *Store) AbandonRotation(ctx context.Context, rotationID string) error {
 	return nil
 }
 
-// ReleaseClaim returns a claimed backup to the pool.
-func (s *Store) ReleaseClaim(ctx context.Context, backupID string) error {
-	if err := s.setBackupStatus(ctx, backupID, BackupAvailable, ""); err != nil {
-		return err
-	}
-	if _, err := s.claims.DeleteOne(ctx, bson.D{{Key: "_id", Value: backupID}}); err != nil {
+// ReleaseClaim returns a backup to the pool if the given rotation still
+// holds its claim. Naming the rotation matters: two replicas recovering the
+// same orphan must not let the late one delete a claim a new rotation made
+// meanwhile. A crash between the two writes leaves the status "claimed"
+// with no claim, which StrandedBackups finds.
+func (s *Store) ReleaseClaim(ctx context.Context, backupID, rotationID string) error {
+	res, err := s.claims.DeleteOne(ctx, bson.D{{Key: "_id", Value: backupID}, {Key: "rotation", Value: rotationID}})
+	if err != nil {
 		return fmt.Errorf("release claim on %q: %w", backupID, err)
 	}
-	return nil
+	if res.DeletedCount == 0 {
+		return nil
+	}
+	return s.setBackupStatus(ctx, backupID, BackupAvailable, "")
+}
+
+// StrandedBackups returns backups marked claimed that no claim holds, and
+// sets them available again. Only a crash inside ReleaseClaim leaves one.
+func (s *Store) StrandedBackups(ctx context.Context) ([]string, error) {
+	cur, err := s.backups.Find(ctx, bson.D{{Key: "status", Value: BackupClaimed}},
+		options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("find claimed backups: %w", err)
+	}
+	var docs []struct {
+		ID string `bson:"_id"`
+	}
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("read claimed backups: %w", err)
+	}
+	var stranded []string
+	for _, d := range docs {
+		n, err := s.claims.CountDocuments(ctx, bson.D{{Key: "_id", Value: d.ID}})
+		if err != nil {
+			return nil, fmt.Errorf("find claim of %q: %w", d.ID, err)
+		}
+		if n == 0 {
+			stranded = append(stranded, d.ID)
+		}
+	}
+	return stranded, nil
+}
+
+// MakeAvailable returns a backup to the pool.
+func (s *Store) MakeAvailable(ctx context.Context, backupID string) error {
+	return s.setBackupStatus(ctx, backupID, BackupAvailable, "")
 }
 
 func (s *Store) setRotation(ctx context.Context, id string, set bson.D) error {
@@ -236,29 +273,32 @@ func (s *Store) findRotations(ctx context.Context, filter bson.D, limit int) ([]
 	return out, nil
 }
 
+// Claim ties a backup to the rotation that took it.
+type Claim struct {
+	Backup   string `bson:"_id"`
+	Rotation string `bson:"rotation"`
+}
+
 // OrphanClaims returns claims older than cutoff whose rotation entry no
 // longer exists: backups taken out of the pool that no rotation will use.
-func (s *Store) OrphanClaims(ctx context.Context, cutoff time.Time) ([]string, error) {
+func (s *Store) OrphanClaims(ctx context.Context, cutoff time.Time) ([]Claim, error) {
 	cur, err := s.claims.Find(ctx, bson.D{{Key: "at", Value: bson.D{{Key: "$lt", Value: cutoff}}}})
 	if err != nil {
 		return nil, fmt.Errorf("find claims: %w", err)
 	}
-	var claims []struct {
-		ID       string `bson:"_id"`
-		Rotation string `bson:"rotation"`
-	}
+	var claims []Claim
 	if err := cur.All(ctx, &claims); err != nil {
 		return nil, fmt.Errorf("read claims: %w", err)
 	}
 
-	var orphans []string
+	var orphans []Claim
 	for _, c := range claims {
 		n, err := s.rotations.CountDocuments(ctx, bson.D{{Key: "_id", Value: c.Rotation}})
 		if err != nil {
-			return nil, fmt.Errorf("find rotation of claim %q: %w", c.ID, err)
+			return nil, fmt.Errorf("find rotation of claim %q: %w", c.Backup, err)
 		}
 		if n == 0 {
-			orphans = append(orphans, c.ID)
+			orphans = append(orphans, c)
 		}
 	}
 	return orphans, nil

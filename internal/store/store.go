@@ -114,6 +114,11 @@ func IsDuplicateKey(err error) bool {
 	return mongo.IsDuplicateKeyError(err)
 }
 
+// IsNotFound reports whether err means the document asked for does not exist.
+func IsNotFound(err error) bool {
+	return errors.Is(err, mongo.ErrNoDocuments)
+}
+
 // IsUnavailable reports whether err means the database could not be reached,
 // as opposed to a rejected operation.
 func IsUnavailable(err error) bool {
