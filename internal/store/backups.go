@@ -110,14 +110,26 @@ func (s *Store) Backup(ctx context.Context, id string) (Backup, error) {
 	return b, nil
 }
 
+// setBackupStatus moves a backup to status. A backup only ever moves
+// forward (available, claimed, used) or from claimed back to available, so
+// the filter refuses any other move: a late write from a process that died
+// mid-rotation cannot take a used backup back to claimed or available. On
+// FerretDB the filter and the write are not one atomic step, so this guards
+// against stale writes rather than against a race of two live ones; the
+// claim insert is what decides who gets a backup.
 func (s *Store) setBackupStatus(ctx context.Context, id, status, usedBy string) error {
+	from := map[string]bson.A{
+		BackupClaimed:   {BackupAvailable},
+		BackupAvailable: {BackupClaimed},
+		BackupUsed:      {BackupAvailable, BackupClaimed, BackupUsed},
+	}[status]
 	set := bson.D{{Key: "status", Value: status}}
 	if usedBy != "" {
 		set = append(set, bson.E{Key: "used_by", Value: usedBy},
 			bson.E{Key: "used_at", Value: time.Now().UTC()})
 	}
-	_, err := s.backups.UpdateOne(ctx, bson.D{{Key: "_id", Value: id}},
-		bson.D{{Key: "$set", Value: set}})
+	filter := bson.D{{Key: "_id", Value: id}, {Key: "status", Value: bson.D{{Key: "$in", Value: from}}}}
+	_, err := s.backups.UpdateOne(ctx, filter, bson.D{{Key: "$set", Value: set}})
 	if err != nil {
 		return fmt.Errorf("set backup %q %s: %w", id, status, err)
 	}
