@@ -251,7 +251,10 @@ func (a *app) serve(ctx context.Context) error {
 
 func (a *app) serveOn(ctx context.Context, ln net.Listener) error {
 	h := kweb.New(a.checker, a.store, a.registry, a.logger, versionLine())
-	srv := &http.Server{Handler: h.Mux(), ReadHeaderTimeout: 10 * time.Second}
+	// The server's own messages are about clients (a plain request to the
+	// TLS port, a dropped connection), not about the exporter: debug level.
+	srv := &http.Server{Handler: h.Mux(), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(a.logger.Handler(), slog.LevelDebug)}
 	webConfig := a.cfg.WebConfigFile
 	systemd := false
 	flags := &web.FlagConfig{WebConfigFile: &webConfig, WebSystemdSocket: &systemd,

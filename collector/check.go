@@ -108,7 +108,7 @@ func (c *Checker) record(k store.Key, res provider.Result, at time.Time) rotator
 	st.LastOutcome = res.Outcome
 	st.Up = res.HasSpend
 	if res.HasSpend {
-		st.HasSpend, st.SpendUSD, st.LastSuccess = true, res.SpendUSD, at
+		st.HasSpend, st.SpendUSD, st.LastSuccess, st.SpendAt = true, res.SpendUSD, at, at
 		st.HasBudget, st.BudgetUSD = c.budgetOf(k, res)
 	}
 	obs := rotator.Observation{Key: k, SpendUSD: st.SpendUSD, ThresholdUSD: st.ThresholdUSD}

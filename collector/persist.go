@@ -2,39 +2,38 @@ package collector
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/keyspend/keyspend_exporter/internal/store"
 )
 
-// pendingWrites holds what could not be written while the store was down.
+// pendingWrites holds the history that could not be written while the
+// store was down.
 type pendingWrites struct {
 	history []store.HistoryPoint
-	checks  map[string]store.CheckRecord // latest per key
 	dropped int
 }
 
-// persist writes the cycle's spend history in one bulk write and each key's
-// latest spend in another. While the store is down both are kept, the
-// history up to a bound (oldest dropped first), and written when it returns.
+// persist writes the cycle's spend history in one bulk write, and the
+// latest spend of every key of this shard in one more. While the store is
+// down the history is kept, up to a bound (oldest dropped first), and
+// written when it returns; the latest spends are rebuilt from memory.
 func (c *Checker) persist(ctx context.Context, results []checked) {
 	c.mu.Lock()
 	c.queue(results)
-	history, checks := c.pending.history, c.pending.checks
+	history, recs := c.pending.history, c.lastChecks()
 	c.mu.Unlock()
-	if len(history) == 0 && len(checks) == 0 {
+	if len(history) == 0 && len(recs) == 0 {
 		return
 	}
 
 	// A stop cancels ctx, but the cycle's results must still be written.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.Timeout)
 	defer cancel()
-	recs := make([]store.CheckRecord, 0, len(checks))
-	for _, r := range checks {
-		recs = append(recs, r)
-	}
 	err := c.opts.Store.WriteHistory(wctx, history)
 	if err == nil {
-		err = c.opts.Store.RecordChecks(wctx, recs)
+		shard := fmt.Sprintf("%d/%d", c.opts.ReplicaIndex, c.opts.ReplicaCount)
+		err = c.opts.Store.RecordChecks(wctx, shard, recs)
 	}
 
 	c.mu.Lock()
@@ -47,11 +46,19 @@ func (c *Checker) persist(ctx context.Context, results []checked) {
 	}
 	// Drop only what was written: a point queued meanwhile stays.
 	c.pending.history = c.pending.history[len(history):]
-	for id, r := range checks {
-		if c.pending.checks[id] == r {
-			delete(c.pending.checks, id)
+}
+
+// lastChecks lists the latest spend of every key that has one. Called with
+// c.mu held.
+func (c *Checker) lastChecks() []store.CheckRecord {
+	recs := make([]store.CheckRecord, 0, len(c.states))
+	for _, st := range c.states {
+		if st.HasSpend {
+			recs = append(recs, store.CheckRecord{KeyID: st.ID, Generation: st.Generation,
+				SpendUSD: st.SpendUSD, CheckedAt: st.SpendAt.UTC()})
 		}
 	}
+	return recs
 }
 
 // Flush writes what is pending, for a clean stop, and returns how many
@@ -65,9 +72,6 @@ func (c *Checker) Flush(ctx context.Context) int {
 
 // queue adds a cycle's results to the pending writes. Called with c.mu held.
 func (c *Checker) queue(results []checked) {
-	if c.pending.checks == nil {
-		c.pending.checks = map[string]store.CheckRecord{}
-	}
 	for _, r := range results {
 		if r.skipped {
 			continue
@@ -79,9 +83,6 @@ func (c *Checker) queue(results []checked) {
 		if r.result.HasSpend {
 			spend := r.result.SpendUSD
 			p.SpendUSD = &spend
-			c.pending.checks[r.key.ID] = store.CheckRecord{
-				KeyID: r.key.ID, Generation: r.key.Generation, SpendUSD: spend, CheckedAt: p.At,
-			}
 		}
 		if r.result.HasBudget {
 			budget := r.result.BudgetUSD

@@ -20,6 +20,9 @@ type KeyState struct {
 	ThresholdUSD float64
 	HasSpend     bool
 	SpendUSD     float64
+	// SpendAt is when SpendUSD was learned: a check of this process, or
+	// one of an earlier run read back from the store.
+	SpendAt time.Time
 	// HasBudget is false when the key has no cap at all.
 	HasBudget bool
 	BudgetUSD float64
@@ -40,7 +43,7 @@ func newKeyState(k store.Key) *KeyState {
 		RotatedAt: k.RotatedAt,
 	}
 	if k.LastSpendUSD != nil && !k.LastCheckedAt.IsZero() {
-		st.HasSpend, st.SpendUSD = true, *k.LastSpendUSD
+		st.HasSpend, st.SpendUSD, st.SpendAt = true, *k.LastSpendUSD, k.LastCheckedAt
 	}
 	return st
 }

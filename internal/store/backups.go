@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
@@ -28,30 +27,38 @@ type Backup struct {
 	UsedBy   string `bson:"used_by,omitempty"`
 }
 
-// ImportBackups adds backups to the pool. A backup whose id exists is left
-// alone: its secret may already be serving a key.
+// ImportBackups adds backups to the pool in one bulk insert. A backup whose
+// id exists is left alone: its secret may already be serving a key.
 func (s *Store) ImportBackups(ctx context.Context, in []Backup) (inserted int, err error) {
-	if len(in) == 0 {
-		return 0, nil
+	existing, err := s.ids(ctx, s.backups)
+	if err != nil {
+		return 0, err
 	}
-	models := make([]mongo.WriteModel, 0, len(in))
 	now := time.Now().UTC()
+	var docs []any
 	for _, b := range in {
-		doc := bson.D{
-			{Key: "provider", Value: b.Provider}, {Key: "secret", Value: b.Secret},
+		if existing[b.ID] {
+			continue
+		}
+		docs = append(docs, bson.D{
+			{Key: "_id", Value: b.ID}, {Key: "provider", Value: b.Provider}, {Key: "secret", Value: b.Secret},
 			{Key: "base_url", Value: b.BaseURL}, {Key: "status", Value: BackupAvailable},
 			{Key: "added_at", Value: now},
-		}
-		models = append(models, mongo.NewUpdateOneModel().
-			SetFilter(bson.D{{Key: "_id", Value: b.ID}}).
-			SetUpdate(bson.D{{Key: "$setOnInsert", Value: doc}}).
-			SetUpsert(true))
+		})
 	}
-	res, err := s.backups.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
-	if err != nil {
-		return 0, fmt.Errorf("import backups: %w", err)
+	if len(docs) == 0 {
+		return 0, nil
 	}
-	return int(res.UpsertedCount), nil
+	res, err := s.backups.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	if res != nil {
+		inserted = len(res.InsertedIDs)
+	}
+	// Another import running at once may have added some of the same ids;
+	// those stay as that import wrote them.
+	if err != nil && !IsDuplicateKey(err) {
+		return inserted, fmt.Errorf("import backups: %w", err)
+	}
+	return inserted, nil
 }
 
 // AvailableBackups returns up to limit backups of a provider that no

@@ -40,7 +40,10 @@ type Key struct {
 
 	// LastUsedAt is written by the proxy that uses the key; it decides
 	// whether the key is checked on the active or the idle interval.
-	LastUsedAt    time.Time
+	LastUsedAt time.Time
+	// LastSpendUSD and LastCheckedAt come from the latest check record of
+	// the key's current generation, or from the key document itself when
+	// an operator's tool wrote them there.
 	LastSpendUSD  *float64
 	LastCheckedAt time.Time
 	RotatedAt     time.Time
@@ -68,6 +71,19 @@ func (s *Store) LoadKeys(ctx context.Context) ([]Key, []error, error) {
 	}
 	if err := cur.Err(); err != nil {
 		return nil, nil, fmt.Errorf("load keys: %w", err)
+	}
+
+	checks, err := s.lastChecks(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i, k := range keys {
+		// A record of an earlier generation is the spend of a secret the
+		// key no longer holds.
+		if r, ok := checks[k.ID]; ok && r.Generation == k.Generation {
+			spend := r.SpendUSD
+			keys[i].LastSpendUSD, keys[i].LastCheckedAt = &spend, r.CheckedAt
+		}
 	}
 	return keys, bad, nil
 }
@@ -189,58 +205,116 @@ type KeyImport struct {
 }
 
 // ImportKeys inserts new keys and updates the provider, secret and overrides
-// of existing ones. It returns how many were inserted and updated.
+// of existing ones. It returns how many were inserted and updated. New keys
+// go in one bulk insert: on FerretDB an update costs a scan of the
+// collection, so only keys that exist are updated one by one.
 func (s *Store) ImportKeys(ctx context.Context, in []KeyImport) (inserted, updated int, err error) {
 	if len(in) == 0 {
 		return 0, 0, nil
 	}
-	models := make([]mongo.WriteModel, 0, len(in))
+	existing, err := s.ids(ctx, s.keys)
+	if err != nil {
+		return 0, 0, err
+	}
+	var fresh []any
+	var models []mongo.WriteModel
 	for _, k := range in {
 		set := bson.D{
 			{Key: "provider", Value: k.Provider}, {Key: "secret", Value: k.Secret},
 			{Key: "base_url", Value: k.BaseURL},
 			{Key: "budget_usd", Value: k.BudgetUSD}, {Key: "threshold_usd", Value: k.ThresholdUSD},
 		}
-		onInsert := bson.D{{Key: "status", Value: StatusActive}, {Key: "generation", Value: int64(0)}}
-		models = append(models, mongo.NewUpdateOneModel().
-			SetFilter(bson.D{{Key: "_id", Value: k.ID}}).
-			SetUpdate(bson.D{{Key: "$set", Value: set}, {Key: "$setOnInsert", Value: onInsert}}).
-			SetUpsert(true))
+		if existing[k.ID] {
+			models = append(models, mongo.NewUpdateOneModel().
+				SetFilter(bson.D{{Key: "_id", Value: k.ID}}).SetUpdate(bson.D{{Key: "$set", Value: set}}))
+			continue
+		}
+		doc := append(bson.D{{Key: "_id", Value: k.ID}}, set...)
+		fresh = append(fresh, append(doc, bson.E{Key: "status", Value: StatusActive},
+			bson.E{Key: "generation", Value: int64(0)}))
 	}
-	res, err := s.keys.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+	if len(fresh) > 0 {
+		res, err := s.keys.InsertMany(ctx, fresh, options.InsertMany().SetOrdered(false))
+		if err != nil {
+			return 0, 0, fmt.Errorf("import keys: %w", err)
+		}
+		inserted = len(res.InsertedIDs)
+	}
+	if len(models) > 0 {
+		res, err := s.keys.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+		if err != nil {
+			return inserted, 0, fmt.Errorf("import keys: %w", err)
+		}
+		updated = int(res.MatchedCount)
+	}
+	return inserted, updated, nil
+}
+
+// ids reads the _id of every document of c.
+func (s *Store) ids(ctx context.Context, c *mongo.Collection) (map[string]bool, error) {
+	cur, err := c.Find(ctx, bson.D{}, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
 	if err != nil {
-		return 0, 0, fmt.Errorf("import keys: %w", err)
+		return nil, fmt.Errorf("list %s: %w", c.Name(), err)
 	}
-	return int(res.UpsertedCount), int(res.MatchedCount), nil
+	defer cur.Close(ctx)
+	out := map[string]bool{}
+	for cur.Next(ctx) {
+		if id, ok := cur.Current.Lookup("_id").StringValueOK(); ok {
+			out[id] = true
+		}
+	}
+	return out, cur.Err()
 }
 
-// CheckRecord is what the store keeps of a key's latest check.
+// CheckRecord is what the store keeps of a key's latest successful check.
 type CheckRecord struct {
-	KeyID      string
-	Generation int64
-	SpendUSD   float64
-	CheckedAt  time.Time
+	KeyID      string    `bson:"key"`
+	Generation int64     `bson:"generation"`
+	SpendUSD   float64   `bson:"spend_usd"`
+	CheckedAt  time.Time `bson:"checked_at"`
 }
 
-// RecordChecks writes each key's latest spend and check time in one bulk
-// write. The generation filter keeps a late result from a rotated-away
-// secret from landing on the new one.
-func (s *Store) RecordChecks(ctx context.Context, recs []CheckRecord) error {
-	if len(recs) == 0 {
-		return nil
+// RecordChecks replaces the latest-check document of one shard of keys
+// with recs, in one write. One document per shard rather than a field per
+// key document, for two reasons. FerretDB v1 finds the document of an update
+// by scanning the collection (its _id index is not used for it), so one
+// update per key per cycle costs keys squared; and it rewrites the whole
+// document on update, so a check record racing a rotation's swap could put
+// the old secret back. A shard's document holds about 60 bytes per key, far
+// under MongoDB's 16 MiB document limit at 10,000 keys.
+func (s *Store) RecordChecks(ctx context.Context, shard string, recs []CheckRecord) error {
+	doc := bson.D{
+		{Key: "_id", Value: shard}, {Key: "at", Value: time.Now().UTC()}, {Key: "checks", Value: recs},
 	}
-	models := make([]mongo.WriteModel, 0, len(recs))
-	for _, r := range recs {
-		models = append(models, mongo.NewUpdateOneModel().
-			SetFilter(generationFilter(r.KeyID, r.Generation)).
-			SetUpdate(bson.D{{Key: "$set", Value: bson.D{
-				{Key: "last_spend_usd", Value: r.SpendUSD}, {Key: "last_checked_at", Value: r.CheckedAt},
-			}}}))
-	}
-	if _, err := s.keys.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false)); err != nil {
+	_, err := s.spend.ReplaceOne(ctx, bson.D{{Key: "_id", Value: shard}}, doc,
+		options.Replace().SetUpsert(true))
+	if err != nil {
 		return fmt.Errorf("record checks: %w", err)
 	}
 	return nil
+}
+
+// lastChecks reads the latest check of every key, across shards.
+func (s *Store) lastChecks(ctx context.Context) (map[string]CheckRecord, error) {
+	cur, err := s.spend.Find(ctx, bson.D{})
+	if err != nil {
+		return nil, fmt.Errorf("load last checks: %w", err)
+	}
+	var shards []struct {
+		Checks []CheckRecord `bson:"checks"`
+	}
+	if err := cur.All(ctx, &shards); err != nil {
+		return nil, fmt.Errorf("load last checks: %w", err)
+	}
+	out := map[string]CheckRecord{}
+	for _, sh := range shards {
+		for _, r := range sh.Checks {
+			if old, ok := out[r.KeyID]; !ok || r.CheckedAt.After(old.CheckedAt) {
+				out[r.KeyID] = r
+			}
+		}
+	}
+	return out, nil
 }
 
 // SetKeyStatus sets the status of a key at a generation.

@@ -115,25 +115,49 @@ func TestLoadKeysSkipsBrokenDocuments(t *testing.T) {
 	}
 }
 
-func TestRecordChecksMatchesDocumentsWithoutGeneration(t *testing.T) {
+// The latest check of each key comes back with the keys, for the key's
+// current generation only: a record of a rotated-away secret is ignored.
+func TestRecordChecksFeedLoadKeys(t *testing.T) {
 	ctx := context.Background()
 	names := storetest.Names(t)
 	s := storetest.Open(t, storetest.Server(t).URI(), names)
 	raw := rawCollection(t, names, names.Keys)
-	if _, err := raw.InsertOne(ctx, bson.D{{Key: "_id", Value: "k"}, {Key: "provider", Value: "litellm"},
-		{Key: "secret", Value: "s"}}); err != nil {
+	if _, err := raw.InsertMany(ctx, []any{
+		bson.D{{Key: "_id", Value: "k"}, {Key: "provider", Value: "litellm"}, {Key: "secret", Value: "s"}},
+		bson.D{{Key: "_id", Value: "rotated"}, {Key: "provider", Value: "litellm"}, {Key: "secret", Value: "s2"},
+			{Key: "generation", Value: int64(1)}},
+	}); err != nil {
 		t.Fatal(err)
 	}
 
 	at := time.Now().UTC().Truncate(time.Millisecond)
-	if err := s.RecordChecks(ctx, []store.CheckRecord{{KeyID: "k", SpendUSD: 1.25, CheckedAt: at}}); err != nil {
-		t.Fatal(err)
+	// Two shards: the newer record of a key wins.
+	err := s.RecordChecks(ctx, "0/2", []store.CheckRecord{
+		{KeyID: "k", SpendUSD: 1.25, CheckedAt: at},
+		{KeyID: "rotated", Generation: 0, SpendUSD: 9.99, CheckedAt: at},
+	})
+	if err == nil {
+		err = s.RecordChecks(ctx, "1/2", []store.CheckRecord{
+			{KeyID: "k", SpendUSD: 0.5, CheckedAt: at.Add(-time.Minute)},
+		})
 	}
-	k, err := s.Key(ctx, "k")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if k.LastSpendUSD == nil || *k.LastSpendUSD != 1.25 || !k.LastCheckedAt.Equal(at) {
-		t.Errorf("after RecordChecks: spend=%v checked=%v", k.LastSpendUSD, k.LastCheckedAt)
+	keys, _, err := s.LoadKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		switch k.ID {
+		case "k":
+			if k.LastSpendUSD == nil || *k.LastSpendUSD != 1.25 || !k.LastCheckedAt.Equal(at) {
+				t.Errorf("after RecordChecks: spend=%v checked=%v", k.LastSpendUSD, k.LastCheckedAt)
+			}
+		case "rotated":
+			if k.LastSpendUSD != nil {
+				t.Errorf("rotated key shows the spend of its previous secret: %v", *k.LastSpendUSD)
+			}
+		}
 	}
 }

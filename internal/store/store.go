@@ -40,6 +40,7 @@ type Store struct {
 	rotations *mongo.Collection
 	claims    *mongo.Collection
 	retired   *mongo.Collection
+	spend     *mongo.Collection
 	logger    *slog.Logger
 }
 
@@ -64,6 +65,7 @@ func Open(uri string, names Names, logger *slog.Logger) (*Store, error) {
 		rotations: db.Collection(names.Rotations),
 		claims:    db.Collection(names.Backups + "_claims"),
 		retired:   db.Collection(names.Keys + "_retired"),
+		spend:     db.Collection(names.Keys + "_spend"),
 		logger:    logger,
 	}, nil
 }
