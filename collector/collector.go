@@ -180,4 +180,3 @@ func (c *Collector) collectPoolFloor(ch chan<- prometheus.Metric, snap Snapshot)
 		}
 	}
 }
-
