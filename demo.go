@@ -119,7 +119,7 @@ func demoConfig() (config.Config, func(), error) {
 		cfg.IdleCheckInterval = cfg.CheckInterval
 	}
 	if _, set := os.LookupEnv("KEYSPEND_ROTATION_GRACE"); !set {
-		cfg.RotationGrace = 30 * time.Second
+		cfg.RotationGrace = 2 * cfg.StoreTimeout
 	}
 	cfg.UpstreamH2C = true
 	cleanup := func() {}

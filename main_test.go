@@ -282,7 +282,7 @@ func TestSIGTERMDuringCycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := []string{"KEYSPEND_DATA_DIR=" + dataDir, "KEYSPEND_LITELLM_URL=" + upstream.URL,
-		"KEYSPEND_CHECK_TIMEOUT=5m", "KEYSPEND_ROTATION_GRACE=15m", "KEYSPEND_CHECK_INTERVAL=1s"}
+		"KEYSPEND_CHECK_TIMEOUT=5m", "KEYSPEND_CHECK_INTERVAL=1s"}
 	imp := exec.Command(exporterBinary(t), "keys", "import", keys)
 	imp.Env = append(os.Environ(), env...)
 	if out, err := imp.CombinedOutput(); err != nil || !strings.Contains(string(out), "6 new") {

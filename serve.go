@@ -137,7 +137,7 @@ func newApp(cfg config.Config, logger *slog.Logger) (*app, error) {
 	a.checker = collector.NewChecker(collector.Options{
 		Store: st, Client: newHTTPClient(cfg), Logger: logger, Rotator: rot,
 		Interval: cfg.CheckInterval, IdleInterval: cfg.IdleCheckInterval,
-		ActiveWindow: cfg.ActiveWindow, Timeout: cfg.CheckTimeout,
+		ActiveWindow: cfg.ActiveWindow, Timeout: cfg.CheckTimeout, StoreTimeout: cfg.StoreTimeout,
 		MaxConcurrency: cfg.MaxConcurrency, ThresholdUSD: cfg.ThresholdUSD, BudgetUSD: cfg.BudgetUSD,
 		BaseURLs:     map[string]string{"litellm": cfg.LiteLLMURL, "openrouter": cfg.OpenRouterURL},
 		ReplicaCount: cfg.ReplicaCount, ReplicaIndex: cfg.ReplicaIndex,
@@ -214,7 +214,7 @@ func newHTTPClient(cfg config.Config) *http.Client {
 // afterCycle does the store upkeep between cycles: indexes once the store
 // answers, rotation recovery, and history pruning once an hour.
 func (a *app) afterCycle(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, a.cfg.CheckTimeout)
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.StoreTimeout)
 	defer cancel()
 	if !a.indexed {
 		if err := a.store.EnsureIndexes(ctx); err != nil {

@@ -80,7 +80,7 @@ func (c *Checker) checkOne(ctx context.Context, k store.Key) checked {
 	if c.opts.Rotator != nil {
 		// A rotation that has begun is carried through a stop rather than
 		// left for recovery: its steps are few and bounded by the timeout.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.Timeout)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.StoreTimeout)
 		c.applyRotation(k, c.opts.Rotator.Observe(rctx, obs))
 		cancel()
 	}

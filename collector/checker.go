@@ -43,6 +43,9 @@ type Options struct {
 	ActiveWindow   time.Duration
 	Timeout        time.Duration
 	MaxConcurrency int
+	// StoreTimeout bounds each store operation: loading keys, writing a
+	// cycle's results, a rotation. Zero means Timeout.
+	StoreTimeout time.Duration
 
 	ThresholdUSD float64
 	BudgetUSD    float64
@@ -71,6 +74,9 @@ type Checker struct {
 	running atomic.Bool
 
 	duration *prometheus.HistogramVec
+
+	// writeMu keeps a stop's Flush from writing while a cycle writes.
+	writeMu sync.Mutex
 
 	mu       sync.Mutex
 	keys     []store.Key // last list read from the store
@@ -111,6 +117,9 @@ func NewChecker(opts Options) *Checker {
 	if c.opts.ReplicaCount < 1 {
 		c.opts.ReplicaCount = 1
 	}
+	if c.opts.StoreTimeout <= 0 {
+		c.opts.StoreTimeout = c.opts.Timeout
+	}
 	return c
 }
 
@@ -139,6 +148,9 @@ type CycleReport struct {
 	Keys     int // keys loaded for this replica
 	Checked  int // keys checked
 	Duration time.Duration
+	// CheckDuration is the part of Duration spent checking, from the first
+	// check started to the last one finished; the rest is store work.
+	CheckDuration time.Duration
 }
 
 // RunCycle runs one cycle: load keys, check every due key in its own
@@ -152,11 +164,14 @@ func (c *Checker) RunCycle(ctx context.Context) (CycleReport, error) {
 	start := c.now()
 	keys := c.loadKeys(ctx)
 	due := c.pickDue(keys, start)
+	checkStart := c.now()
 	results := c.checkAll(ctx, due)
+	checkTime := c.now().Sub(checkStart)
 	c.persist(ctx, results)
 	c.refreshPool(ctx)
 
-	report := CycleReport{Keys: len(keys), Checked: len(due), Duration: c.now().Sub(start)}
+	report := CycleReport{Keys: len(keys), Checked: len(due), Duration: c.now().Sub(start),
+		CheckDuration: checkTime}
 	c.mu.Lock()
 	c.fleet.LastCycleDuration = report.Duration
 	c.fleet.LastCycleKeys = report.Checked
@@ -169,7 +184,7 @@ func (c *Checker) RunCycle(ctx context.Context) (CycleReport, error) {
 // loadKeys reads the keys of this replica's shard. When the store cannot be
 // read the previous list is used, so checks go on during an outage.
 func (c *Checker) loadKeys(ctx context.Context) []store.Key {
-	lctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	lctx, cancel := context.WithTimeout(ctx, c.opts.StoreTimeout)
 	defer cancel()
 	all, bad, err := c.opts.Store.LoadKeys(lctx)
 

@@ -19,6 +19,8 @@ type pendingWrites struct {
 // down the history is kept, up to a bound (oldest dropped first), and
 // written when it returns; the latest spends are rebuilt from memory.
 func (c *Checker) persist(ctx context.Context, results []checked) {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
 	c.mu.Lock()
 	c.queue(results)
 	history, recs := c.pending.history, c.lastChecks()
@@ -28,7 +30,7 @@ func (c *Checker) persist(ctx context.Context, results []checked) {
 	}
 
 	// A stop cancels ctx, but the cycle's results must still be written.
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.Timeout)
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.StoreTimeout)
 	defer cancel()
 	err := c.opts.Store.WriteHistory(wctx, history)
 	if err == nil {
@@ -44,6 +46,7 @@ func (c *Checker) persist(ctx context.Context, results []checked) {
 			"pending", len(c.pending.history), "err", err)
 		return
 	}
+	c.fleet.StoreUp = true
 	// Drop only what was written: a point queued meanwhile stays.
 	c.pending.history = c.pending.history[len(history):]
 }
@@ -99,7 +102,7 @@ func (c *Checker) queue(results []checked) {
 
 // refreshPool counts the available backups for the pool gauge.
 func (c *Checker) refreshPool(ctx context.Context) {
-	pctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	pctx, cancel := context.WithTimeout(ctx, c.opts.StoreTimeout)
 	defer cancel()
 	counts, err := c.opts.Store.CountAvailableBackups(pctx)
 	if err != nil {

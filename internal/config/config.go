@@ -44,6 +44,7 @@ type Config struct {
 	IdleCheckInterval time.Duration `envconfig:"IDLE_CHECK_INTERVAL" default:"5m" desc:"how often an idle key is checked"`
 	ActiveWindow      time.Duration `envconfig:"ACTIVE_WINDOW" default:"10m" desc:"a key used within this window counts as active"`
 	CheckTimeout      time.Duration `envconfig:"CHECK_TIMEOUT" default:"10s" desc:"time limit of one upstream check"`
+	StoreTimeout      time.Duration `envconfig:"STORE_TIMEOUT" default:"30s" desc:"time limit of one store operation"`
 	MaxConcurrency    int           `envconfig:"MAX_CONCURRENCY" default:"0" desc:"most checks in flight at once; 0 means no cap"`
 	UpstreamH2C       bool          `envconfig:"UPSTREAM_H2C" default:"false" desc:"speak unencrypted HTTP/2 to plain http:// upstreams"`
 
@@ -134,18 +135,18 @@ func (c Config) validateStore() error {
 func (c Config) validateDurations() error {
 	for name, d := range map[string]time.Duration{
 		"CHECK_INTERVAL": c.CheckInterval, "IDLE_CHECK_INTERVAL": c.IdleCheckInterval,
-		"ACTIVE_WINDOW": c.ActiveWindow, "CHECK_TIMEOUT": c.CheckTimeout,
+		"ACTIVE_WINDOW": c.ActiveWindow, "CHECK_TIMEOUT": c.CheckTimeout, "STORE_TIMEOUT": c.StoreTimeout,
 		"HISTORY_RETENTION": c.HistoryRetention,
 	} {
 		if d <= 0 {
 			return fmt.Errorf("%s_%s: must be greater than zero, got %s", Prefix, name, d)
 		}
 	}
-	// A rotation runs under the check timeout; recovery by another replica
+	// A rotation runs under the store timeout; recovery by another replica
 	// must not start while it may still be running.
-	if c.RotationGrace < 2*c.CheckTimeout {
-		return fmt.Errorf("%s_ROTATION_GRACE: must be at least twice %s_CHECK_TIMEOUT (%s), got %s",
-			Prefix, Prefix, 2*c.CheckTimeout, c.RotationGrace)
+	if c.RotationGrace < 2*c.StoreTimeout {
+		return fmt.Errorf("%s_ROTATION_GRACE: must be at least twice %s_STORE_TIMEOUT (%s), got %s",
+			Prefix, Prefix, 2*c.StoreTimeout, c.RotationGrace)
 	}
 	if c.MaxConcurrency < 0 {
 		return fmt.Errorf("%s_MAX_CONCURRENCY: must be 0 (no cap) or more, got %d", Prefix, c.MaxConcurrency)

@@ -32,8 +32,9 @@ func TestInvalidValues(t *testing.T) {
 		{"KEYSPEND_ACTIVE_WINDOW", "10", "not a duration with a unit"},
 		{"KEYSPEND_CHECK_TIMEOUT", "0s", "must be greater than zero"},
 		{"KEYSPEND_HISTORY_RETENTION", "1d", "not a duration with a unit"},
-		{"KEYSPEND_ROTATION_GRACE", "-1s", "must be at least twice KEYSPEND_CHECK_TIMEOUT (20s)"},
-		{"KEYSPEND_ROTATION_GRACE", "15s", "must be at least twice KEYSPEND_CHECK_TIMEOUT (20s)"},
+		{"KEYSPEND_ROTATION_GRACE", "-1s", "must be at least twice KEYSPEND_STORE_TIMEOUT (1m0s)"},
+		{"KEYSPEND_ROTATION_GRACE", "59s", "must be at least twice KEYSPEND_STORE_TIMEOUT (1m0s)"},
+		{"KEYSPEND_STORE_TIMEOUT", "0s", "must be greater than zero"},
 		{"KEYSPEND_MAX_CONCURRENCY", "-1", "must be 0 (no cap) or more"},
 		{"KEYSPEND_MAX_CONCURRENCY", "lots", "not a number"},
 		{"KEYSPEND_THRESHOLD_USD", "0", "must be greater than zero"},
@@ -100,7 +101,7 @@ func TestHelpListsEveryVariable(t *testing.T) {
 			t.Errorf("help lacks %q:\n%s", want, help)
 		}
 	}
-	if n := strings.Count(help, "\nKEYSPEND_"); n != 29 {
-		t.Errorf("help lists %d variables, want 29", n)
+	if n := strings.Count(help, "\nKEYSPEND_"); n != 30 {
+		t.Errorf("help lists %d variables, want 30", n)
 	}
 }

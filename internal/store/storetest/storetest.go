@@ -44,7 +44,13 @@ func Server(t testing.TB) *store.Embedded {
 // Names returns collection names in a database of the test's own.
 func Names(t testing.TB) store.Names {
 	n := store.DefaultNames
-	name := strings.NewReplacer("/", "_", " ", "_", "#", "_").Replace(t.Name())
+	// Database names allow few characters; keep letters, digits and _.
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '_'
+	}, t.Name())
 	if len(name) > 40 {
 		name = name[:40]
 	}
