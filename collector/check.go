@@ -167,6 +167,11 @@ func (c *Checker) applyRotation(k store.Key, r rotator.Result) {
 	}
 	switch {
 	case r.Rotated:
+		// The pool gauge is recounted at the end of the cycle; until then
+		// it must not show the backup this rotation took as available.
+		if n := c.fleet.BackupsAvailable[k.Provider]; n > 0 {
+			c.fleet.BackupsAvailable[k.Provider] = n - 1
+		}
 		k.Generation = r.Generation
 		k.Status = store.StatusActive
 		k.RotatedAt = c.now()
