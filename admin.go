@@ -10,8 +10,8 @@ import (
 
 	"github.com/keyspend/keyspend_exporter/internal/config"
 	"github.com/keyspend/keyspend_exporter/internal/keyfile"
+	"github.com/keyspend/keyspend_exporter/internal/provider"
 	"github.com/keyspend/keyspend_exporter/internal/store"
-	"github.com/keyspend/keyspend_exporter/internal/web"
 )
 
 // admin runs the keys and backups commands against the configured store.
@@ -111,7 +111,7 @@ func listKeys(ctx context.Context, st *store.Store, out io.Writer) error {
 			spend = fmt.Sprintf("$%.2f", *k.LastSpendUSD)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", k.ID, k.Provider, k.Status, k.Generation,
-			web.Mask(k.Secret), spend)
+			provider.Mask(k.Secret), spend)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -21,7 +21,7 @@ import (
 var files embed.FS
 
 var statusPage = template.Must(template.New("status.html").Funcs(template.FuncMap{
-	"percent": percent, "mask": Mask, "since": since,
+	"percent": percent, "since": since,
 }).ParseFS(files, "status.html"))
 
 // Handler serves every endpoint.
@@ -110,20 +110,4 @@ func since(now, t time.Time) string {
 		return "never"
 	}
 	return now.Sub(t).Round(time.Second).String() + " ago"
-}
-
-// Mask shows a secret's shape and nothing of its content beyond a short,
-// fixed prefix and its last two characters.
-func Mask(secret string) string {
-	if len(secret) < 12 {
-		return "****"
-	}
-	prefix := ""
-	for _, p := range []string{"sk-or-v1-", "sk-"} {
-		if len(secret) > len(p)+8 && secret[:len(p)] == p {
-			prefix = p
-			break
-		}
-	}
-	return prefix + "…" + secret[len(secret)-2:]
 }
