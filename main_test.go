@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -322,5 +323,28 @@ func TestSIGTERMDuringCycle(t *testing.T) {
 	}
 	if n != 5 {
 		t.Errorf("%d history points written, want the 5 finished checks of the interrupted cycle", n)
+	}
+}
+
+// TestBadConfigExits runs the binary with bad values: each start fails with
+// exit code 1 and one line on stderr naming the variable.
+func TestBadConfigExits(t *testing.T) {
+	for _, env := range []string{
+		"KEYSPEND_CHECK_INTERVAL=30", "KEYSPEND_THRESHOLD_USD=0", "KEYSPEND_MONGODB_URI=localhost:27017",
+	} {
+		cmd := exec.Command(exporterBinary(t))
+		cmd.Env = append(os.Environ(), env)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+			t.Errorf("%s: err %v, want exit code 1", env, err)
+		}
+		name := strings.SplitN(env, "=", 2)[0]
+		lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+		if len(lines) != 1 || !strings.HasPrefix(lines[0], "keyspend_exporter: "+name+": ") {
+			t.Errorf("%s: stderr %q, want one line naming %s", env, stderr.String(), name)
+		}
 	}
 }
