@@ -348,3 +348,58 @@ func TestBadConfigExits(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminCommands imports keys and backups through the binary into an
+// embedded store and lists the keys with their secrets masked.
+func TestAdminCommands(t *testing.T) {
+	dir := t.TempDir()
+	env := append(os.Environ(), "KEYSPEND_DATA_DIR="+filepath.Join(dir, "data"))
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(exporterBinary(t), args...)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	write := func(name, body string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+
+	keys := write("keys.json", `[{"id": "team-a", "provider": "litellm", "secret": "sk-admin-aaaaaaaaaaaa1111",
+		"base_url": "http://127.0.0.1:4000", "budget_usd": 10},
+		{"id": "team-b", "provider": "openrouter", "secret": "sk-or-v1-bbbbbbbbbbbb2222"}]`)
+	backups := write("backups.jsonl", `{"id": "spare-1", "provider": "litellm", "secret": "sk-admin-cccccccccccc3333"}
+{"id": "spare-2", "provider": "litellm", "secret": "sk-admin-dddddddddddd4444"}`)
+
+	if out := run("keys", "import", keys); !strings.Contains(out, "imported 2 keys: 2 new, 0 updated") {
+		t.Errorf("keys import said %q", out)
+	}
+	if out := run("keys", "import", keys); !strings.Contains(out, "imported 2 keys: 0 new, 2 updated") {
+		t.Errorf("second keys import said %q", out)
+	}
+	if out := run("backups", "import", backups); !strings.Contains(out, "imported 2 backups, 0 already in the pool") {
+		t.Errorf("backups import said %q", out)
+	}
+	if out := run("backups", "import", backups); !strings.Contains(out, "imported 0 backups, 2 already in the pool") {
+		t.Errorf("second backups import said %q", out)
+	}
+
+	list := run("keys", "list")
+	for _, want := range []string{"team-a", "litellm", "active", "team-b", "openrouter", "sk-...1111", "sk-...2222"} {
+		if !strings.Contains(list, want) {
+			t.Errorf("keys list lacks %q:\n%s", want, list)
+		}
+	}
+	for _, secret := range []string{"aaaaaaaaaaaa", "bbbbbbbbbbbb"} {
+		if strings.Contains(list, secret) {
+			t.Errorf("keys list shows a secret:\n%s", list)
+		}
+	}
+}
