@@ -137,7 +137,8 @@ func demoConfig() (config.Config, func(), error) {
 // seedDemo fills an empty store with demo keys and backups, and teaches the
 // simulator every secret the store holds, so a rerun on the same data
 // directory works too. It returns the ids of the keys.
-func seedDemo(ctx context.Context, st *store.Store, sim *simulator.Simulator, o demoOptions) ([]string, error) {
+func seedDemo(ctx context.Context, st *store.Store, sim *simulator.Simulator,
+	o demoOptions) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := st.EnsureIndexes(ctx); err != nil {

@@ -190,8 +190,9 @@ func buildInfo() prometheus.Collector {
 // for every key to reuse one.
 func newHTTPClient(cfg config.Config) *http.Client {
 	tr := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: cfg.CheckTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		Proxy: http.ProxyFromEnvironment,
+		DialContext: (&net.Dialer{Timeout: cfg.CheckTimeout,
+			KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConnsPerHost:   4096,
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   cfg.CheckTimeout,

@@ -116,7 +116,7 @@ func (c *Checker) record(k store.Key, res provider.Result, at time.Time) rotator
 	line := st.logLine()
 	c.mu.Unlock()
 
-	if res.Outcome == provider.OutcomeOK || res.Outcome == provider.OutcomeBudgetExceeded && res.HasSpend {
+	if res.HasSpend {
 		c.logger.Info(line)
 	}
 	if res.Outcome != provider.OutcomeOK {

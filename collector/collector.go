@@ -133,7 +133,8 @@ func collectKey(ch chan<- prometheus.Metric, k *KeyState, counts rotator.Counts)
 	}
 }
 
-func (c *Collector) collectFleet(ch chan<- prometheus.Metric, snap Snapshot, counts rotator.Counts) {
+func (c *Collector) collectFleet(ch chan<- prometheus.Metric, snap Snapshot,
+	counts rotator.Counts) {
 	for p, outcomes := range snap.Checks {
 		for _, o := range provider.Outcomes {
 			counter(ch, checksDesc, float64(outcomes[o]), p, string(o))

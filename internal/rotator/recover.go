@@ -119,7 +119,8 @@ func (r *Rotator) recoverOne(ctx context.Context, rot store.Rotation, rep *Recov
 
 // completeRecovered runs the rest of the protocol; with oldSecret empty the
 // swap is known done and only the backup and ledger remain.
-func (r *Rotator) completeRecovered(ctx context.Context, rot store.Rotation, b store.Backup, oldSecret string) error {
+func (r *Rotator) completeRecovered(ctx context.Context, rot store.Rotation, b store.Backup,
+	oldSecret string) error {
 	if oldSecret != "" {
 		return r.complete(ctx, rot, b, oldSecret)
 	}
@@ -131,11 +132,13 @@ func (r *Rotator) completeRecovered(ctx context.Context, rot store.Rotation, b s
 
 // dropForDeletedKey ends a rotation whose key was deleted meanwhile: the
 // backup it claimed goes back to the pool.
-func (r *Rotator) dropForDeletedKey(ctx context.Context, rot store.Rotation, backupID string) error {
+func (r *Rotator) dropForDeletedKey(ctx context.Context, rot store.Rotation,
+	backupID string) error {
 	if err := r.opts.Store.DeleteRotation(ctx, rot.ID); err != nil {
 		return err
 	}
-	r.logger.Info("key deleted during its rotation, backup returned", "key", rot.Key, "backup", backupID)
+	r.logger.Info("key deleted during its rotation, backup returned",
+		"key", rot.Key, "backup", backupID)
 	return r.opts.Store.ReleaseClaim(ctx, backupID, rot.ID)
 }
 

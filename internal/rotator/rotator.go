@@ -301,7 +301,8 @@ func (r *Rotator) claim(ctx context.Context, rot store.Rotation) (store.Backup, 
 
 // complete finishes a rotation whose backup is claimed. Every step is
 // idempotent, so recovery runs the same code after a crash.
-func (r *Rotator) complete(ctx context.Context, rot store.Rotation, b store.Backup, oldSecret string) error {
+func (r *Rotator) complete(ctx context.Context, rot store.Rotation, b store.Backup,
+	oldSecret string) error {
 	if err := r.opts.Store.RetireSecret(ctx, rot, oldSecret); err != nil {
 		return err
 	}
@@ -338,7 +339,8 @@ func (r *Rotator) rotated(rot store.Rotation, provider string) {
 
 // exhausted remembers that the provider's pool is empty, marks the key
 // exhausted and gives the ledger entry back.
-func (r *Rotator) exhausted(ctx context.Context, o Observation, rot store.Rotation) (Result, error) {
+func (r *Rotator) exhausted(ctx context.Context, o Observation, rot store.Rotation) (Result,
+	error) {
 	r.mu.Lock()
 	r.emptyPool[o.Key.Provider] = r.now()
 	r.mu.Unlock()
@@ -389,7 +391,8 @@ func (r *Rotator) markExhausted(ctx context.Context, o Observation, id string) R
 		return Result{Exhausted: true}
 	}
 
-	if err := r.opts.Store.SetKeyStatus(ctx, o.Key.ID, o.Key.Generation, store.StatusExhausted); err != nil {
+	err := r.opts.Store.SetKeyStatus(ctx, o.Key.ID, o.Key.Generation, store.StatusExhausted)
+	if err != nil {
 		r.logger.Warn("could not mark key exhausted", "key", o.Key.ID, "err", err)
 	}
 	r.fail(FailurePoolEmpty)

@@ -64,7 +64,8 @@ func (s *Store) ImportBackups(ctx context.Context, in []Backup) (inserted int, e
 // AvailableBackups returns up to limit backups of a provider that no
 // rotation has claimed yet, as far as the status field knows; the claim
 // insert is what decides.
-func (s *Store) AvailableBackups(ctx context.Context, provider string, limit int) ([]Backup, error) {
+func (s *Store) AvailableBackups(ctx context.Context, provider string, limit int) ([]Backup,
+	error) {
 	filter := bson.D{{Key: "status", Value: BackupAvailable}, {Key: "provider", Value: provider}}
 	cur, err := s.backups.Find(ctx, filter, options.Find().SetLimit(int64(limit)))
 	if err != nil {
@@ -135,7 +136,9 @@ func (s *Store) setBackupStatus(ctx context.Context, id, status, usedBy string) 
 		set = append(set, bson.E{Key: "used_by", Value: usedBy},
 			bson.E{Key: "used_at", Value: time.Now().UTC()})
 	}
-	filter := bson.D{{Key: "_id", Value: id}, {Key: "status", Value: bson.D{{Key: "$in", Value: from}}}}
+	filter := bson.D{
+		{Key: "_id", Value: id}, {Key: "status", Value: bson.D{{Key: "$in", Value: from}}},
+	}
 	_, err := s.backups.UpdateOne(ctx, filter, bson.D{{Key: "$set", Value: set}})
 	if err != nil {
 		return fmt.Errorf("set backup %q %s: %w", id, status, err)

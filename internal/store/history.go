@@ -38,7 +38,8 @@ func (s *Store) WriteHistory(ctx context.Context, points []HistoryPoint) error {
 // PruneHistory deletes points older than cutoff. FerretDB has no TTL index,
 // so retention is kept by this delete rather than by the database.
 func (s *Store) PruneHistory(ctx context.Context, cutoff time.Time) (int64, error) {
-	res, err := s.history.DeleteMany(ctx, bson.D{{Key: "at", Value: bson.D{{Key: "$lt", Value: cutoff}}}})
+	filter := bson.D{{Key: "at", Value: bson.D{{Key: "$lt", Value: cutoff}}}}
+	res, err := s.history.DeleteMany(ctx, filter)
 	if err != nil {
 		return 0, fmt.Errorf("prune history: %w", err)
 	}

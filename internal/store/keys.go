@@ -318,7 +318,8 @@ func (s *Store) lastChecks(ctx context.Context) (map[string]CheckRecord, error) 
 }
 
 // SetKeyStatus sets the status of a key at a generation.
-func (s *Store) SetKeyStatus(ctx context.Context, id string, generation int64, status string) error {
+func (s *Store) SetKeyStatus(ctx context.Context, id string, generation int64,
+	status string) error {
 	_, err := s.keys.UpdateOne(ctx, generationFilter(id, generation),
 		bson.D{{Key: "$set", Value: bson.D{{Key: "status", Value: status}}}})
 	if err != nil {

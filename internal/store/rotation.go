@@ -139,7 +139,8 @@ func (s *Store) RetiredSecret(ctx context.Context, rotationID string) (string, b
 // SwapSecret gives a key the backup's secret and moves it to the next
 // generation. It only applies while the key is still at fromGeneration, so
 // repeating it is harmless.
-func (s *Store) SwapSecret(ctx context.Context, keyID string, fromGeneration int64, b Backup) error {
+func (s *Store) SwapSecret(ctx context.Context, keyID string, fromGeneration int64,
+	b Backup) error {
 	set := bson.D{
 		{Key: "secret", Value: b.Secret}, {Key: "generation", Value: fromGeneration + 1},
 		{Key: "status", Value: StatusActive}, {Key: "last_spend_usd", Value: nil},
@@ -186,7 +187,8 @@ func (s *Store) AbandonRotation(ctx context.Context, rotationID string) error {
 // meanwhile. A crash between the two writes leaves the status "claimed"
 // with no claim, which StrandedBackups finds.
 func (s *Store) ReleaseClaim(ctx context.Context, backupID, rotationID string) error {
-	res, err := s.claims.DeleteOne(ctx, bson.D{{Key: "_id", Value: backupID}, {Key: "rotation", Value: rotationID}})
+	res, err := s.claims.DeleteOne(ctx,
+		bson.D{{Key: "_id", Value: backupID}, {Key: "rotation", Value: rotationID}})
 	if err != nil {
 		return fmt.Errorf("release claim on %q: %w", backupID, err)
 	}
