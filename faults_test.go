@@ -1,13 +1,10 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/keyspend/keyspend_exporter/internal/store"
 )
 
 // TestFaultsDoNotRotate runs keys whose upstream answers fail in every way
@@ -16,33 +13,7 @@ import (
 // logs one warning per check, and the process keeps serving.
 func TestFaultsDoNotRotate(t *testing.T) {
 	behaviours := []string{"budget", "invalid", "html", "garbage", "hang", "unknown"}
-	secrets := map[string]string{}
-	var keys []store.KeyImport
-	for _, b := range behaviours {
-		s := newSecret()
-		secrets[s] = b
-		keys = append(keys, store.KeyImport{ID: b, Provider: "litellm", Secret: s})
-	}
-	var backups []store.Backup
-	for i := 0; i < 5; i++ {
-		s := newSecret()
-		secrets[s] = "backup"
-		backups = append(backups, store.Backup{ID: fmt.Sprintf("spare-%d", i), Provider: "litellm", Secret: s})
-	}
-	upstream := leakyUpstream(t, secrets)
-
-	cfg := testConfig(t)
-	cfg.LiteLLMURL = upstream.URL
-	cfg.CheckTimeout = 300 * time.Millisecond
-	app := startApp(t, cfg, func(a *app) {
-		ctx := context.Background()
-		if _, _, err := a.store.ImportKeys(ctx, keys); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := a.store.ImportBackups(ctx, backups); err != nil {
-			t.Fatal(err)
-		}
-	})
+	app, _, _ := startLeaky(t, behaviours, behaviours, 5)
 
 	// Three cycles after the rotation, so every failing key has failed
 	// several times with backups available.

@@ -69,33 +69,11 @@ func leakyUpstream(t *testing.T, behaviour map[string]string) *httptest.Server {
 // secret.
 func TestNoSecretLeaks(t *testing.T) {
 	behaviours := []string{"ok", "over", "budget", "invalid", "html", "garbage", "hang", "over", "unknown"}
-	secrets := map[string]string{}
-	var keys []store.KeyImport
+	ids := make([]string, len(behaviours))
 	for i, b := range behaviours {
-		s := newSecret()
-		secrets[s] = b
-		keys = append(keys, store.KeyImport{ID: fmt.Sprintf("key-%d-%s", i, b), Provider: "litellm", Secret: s})
+		ids[i] = fmt.Sprintf("key-%d-%s", i, b)
 	}
-	var backups []store.Backup
-	for i := 0; i < 2; i++ {
-		s := newSecret()
-		secrets[s] = "backup"
-		backups = append(backups, store.Backup{ID: fmt.Sprintf("backup-%d", i), Provider: "litellm", Secret: s})
-	}
-	upstream := leakyUpstream(t, secrets)
-
-	cfg := testConfig(t)
-	cfg.LiteLLMURL = upstream.URL
-	cfg.CheckTimeout = 300 * time.Millisecond
-	app := startApp(t, cfg, func(a *app) {
-		ctx := context.Background()
-		if _, _, err := a.store.ImportKeys(ctx, keys); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := a.store.ImportBackups(ctx, backups); err != nil {
-			t.Fatal(err)
-		}
-	})
+	app, secrets, keys := startLeaky(t, ids, behaviours, 2)
 
 	// Three keys breach and two backups exist: two rotations, one exhausted.
 	metrics := app.waitMetrics(t, 30*time.Second,
@@ -132,6 +110,42 @@ func TestNoSecretLeaks(t *testing.T) {
 			}
 		}
 	}
+}
+
+// startLeaky runs the exporter against leakyUpstream with one key per id,
+// each answered as its behaviour says, and a pool of backups. It returns
+// every secret with its behaviour, and the keys.
+func startLeaky(t *testing.T, ids, behaviours []string, backups int) (*runningApp, map[string]string,
+	[]store.KeyImport) {
+	t.Helper()
+	secrets := map[string]string{}
+	var keys []store.KeyImport
+	for i, b := range behaviours {
+		s := newSecret()
+		secrets[s] = b
+		keys = append(keys, store.KeyImport{ID: ids[i], Provider: "litellm", Secret: s})
+	}
+	var pool []store.Backup
+	for i := 0; i < backups; i++ {
+		s := newSecret()
+		secrets[s] = "backup"
+		pool = append(pool, store.Backup{ID: fmt.Sprintf("backup-%d", i), Provider: "litellm", Secret: s})
+	}
+	upstream := leakyUpstream(t, secrets)
+
+	cfg := testConfig(t)
+	cfg.LiteLLMURL = upstream.URL
+	cfg.CheckTimeout = 300 * time.Millisecond
+	app := startApp(t, cfg, func(a *app) {
+		ctx := context.Background()
+		if _, _, err := a.store.ImportKeys(ctx, keys); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.store.ImportBackups(ctx, pool); err != nil {
+			t.Fatal(err)
+		}
+	})
+	return app, secrets, keys
 }
 
 // badInputErrors collects the errors of an import file and a MongoDB URI
