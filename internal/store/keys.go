@@ -240,15 +240,22 @@ func (s *Store) ImportKeys(ctx context.Context, in []KeyImport) (inserted, updat
 		}
 		inserted = len(res.InsertedIDs)
 	}
-	if len(models) > 0 {
-		res, err := s.keys.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+	for start := 0; start < len(models); start += updateBatch {
+		batch := models[start:min(start+updateBatch, len(models))]
+		res, err := s.keys.BulkWrite(ctx, batch, options.BulkWrite().SetOrdered(false))
 		if err != nil {
-			return inserted, 0, fmt.Errorf("import keys: %w", err)
+			return inserted, updated, fmt.Errorf("import keys: %d new and %d updated before: %w",
+				inserted, updated, err)
 		}
-		updated = int(res.MatchedCount)
+		updated += int(res.MatchedCount)
 	}
 	return inserted, updated, nil
 }
+
+// updateBatch bounds the updates sent in one command, and the documents one
+// update may match. FerretDB v1 stalls past about 100 of either: the command
+// never answers and the connection is lost.
+const updateBatch = 50
 
 // ids reads the _id of every document of c.
 func (s *Store) ids(ctx context.Context, c *mongo.Collection) (map[string]bool, error) {
@@ -341,10 +348,13 @@ func generationFilter(id string, generation int64) bson.D {
 // MarkUsed sets last_used_at of keys, as the proxy that uses them does. The
 // demo calls it to keep its keys active.
 func (s *Store) MarkUsed(ctx context.Context, ids []string, at time.Time) error {
-	_, err := s.keys.UpdateMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "last_used_at", Value: at.UTC()}}}})
-	if err != nil {
-		return fmt.Errorf("mark keys used: %w", err)
+	for start := 0; start < len(ids); start += updateBatch {
+		batch := ids[start:min(start+updateBatch, len(ids))]
+		_, err := s.keys.UpdateMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: batch}}}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "last_used_at", Value: at.UTC()}}}})
+		if err != nil {
+			return fmt.Errorf("mark keys used: %w", err)
+		}
 	}
 	return nil
 }
