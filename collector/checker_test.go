@@ -411,11 +411,16 @@ func warnings(t *testing.T, logs *logBuffer) string {
 func TestStoreDownKeepsCheckingCachedKeys(t *testing.T) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	dir := t.TempDir()
-	emb, err := store.StartEmbedded(dir, quiet)
+	// On TCP, so the store can come back on the same address below.
+	emb, err := store.StartEmbeddedOn(dir, "127.0.0.1:0", quiet)
 	if err != nil {
 		t.Fatalf("start embedded store: %v", err)
 	}
-	t.Cleanup(func() { emb.Close() })
+	t.Cleanup(func() {
+		if emb != nil {
+			emb.Close()
+		}
+	})
 	st, err := store.Open(emb.URI(), store.DefaultNames, quiet)
 	if err != nil {
 		t.Fatalf("open store: %v", err)

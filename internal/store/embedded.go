@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
@@ -18,18 +20,43 @@ type Embedded struct {
 	uri    string
 	cancel context.CancelFunc
 	done   chan struct{}
+	lock   *os.File // held on the data directory while the server runs
+	sock   string   // private directory of the Unix socket, if any
 }
 
-// StartEmbedded runs FerretDB on a free loopback port with its data in dir.
-// Its own logs are kept to errors: they are about the wire protocol, not
-// about keys, and would drown the exporter's lines.
+// StartEmbedded runs FerretDB with its data in dir, listening on a Unix
+// socket in a directory only this user can enter. A TCP port on loopback
+// would let any local process read every secret: FerretDB has no
+// authentication here. Its own logs are kept to errors: they are about the
+// wire protocol, not about keys, and would drown the exporter's lines.
 func StartEmbedded(dir string, logger *slog.Logger) (*Embedded, error) {
-	return StartEmbeddedOn(dir, "127.0.0.1:0", logger)
+	sock, err := os.MkdirTemp("", "keyspend-store-")
+	if err != nil {
+		return nil, fmt.Errorf("embedded store socket directory: %w", err)
+	}
+	e, err := start(dir, ferretdb.ListenerConfig{Unix: filepath.Join(sock, "ferretdb.sock")}, logger)
+	if err != nil {
+		os.RemoveAll(sock)
+		return nil, err
+	}
+	e.sock = sock
+	// The driver takes a host ending in .sock, percent-encoded, as a socket.
+	e.uri = "mongodb://" + url.PathEscape(filepath.Join(sock, "ferretdb.sock")) + "/"
+	return e, nil
 }
 
-// StartEmbeddedOn is StartEmbedded on a given address, so a restarted server
-// can take the port of the one before and clients reconnect to it.
+// StartEmbeddedOn runs the embedded store on a TCP address, so a restarted
+// server can take the port of the one before and clients reconnect to it.
+// Tests use it to take the store away and bring it back.
 func StartEmbeddedOn(dir, addr string, logger *slog.Logger) (*Embedded, error) {
+	e, err := start(dir, ferretdb.ListenerConfig{TCP: addr}, logger)
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+func start(dir string, listener ferretdb.ListenerConfig, logger *slog.Logger) (*Embedded, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("embedded store directory %q: %w", dir, err)
@@ -37,21 +64,22 @@ func StartEmbeddedOn(dir, addr string, logger *slog.Logger) (*Embedded, error) {
 	if err := os.MkdirAll(abs, 0o700); err != nil {
 		return nil, fmt.Errorf("embedded store directory: %w", err)
 	}
+	lock, err := lockDir(abs)
+	if err != nil {
+		return nil, err
+	}
 
-	quiet := slog.New(logger.Handler().WithGroup("ferretdb"))
-	quiet = slog.New(levelFloor{quiet.Handler(), slog.LevelError})
+	quiet := slog.New(levelFloor{logger.Handler().WithGroup("ferretdb"), slog.LevelError})
 	f, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{TCP: addr},
-		Handler:   "sqlite",
-		SQLiteURL: "file:" + abs + "/",
-		Logger:    quiet,
+		Listener: listener, Handler: "sqlite", SQLiteURL: "file:" + abs + "/", Logger: quiet,
 	})
 	if err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("start embedded store: %w", err)
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &Embedded{cancel: cancel, done: make(chan struct{})}
+	e := &Embedded{cancel: cancel, done: make(chan struct{}), lock: lock}
 	go func() {
 		defer close(e.done)
 		_ = f.Run(ctx)
@@ -59,20 +87,38 @@ func StartEmbeddedOn(dir, addr string, logger *slog.Logger) (*Embedded, error) {
 
 	// MongoDBURI blocks until the listener is bound, which Run does.
 	e.uri = f.MongoDBURI()
-	if err := waitListening(e.uri); err != nil {
+	network, addr := "tcp", listener.TCP
+	if listener.Unix != "" {
+		network, addr = "unix", listener.Unix
+	} else {
+		addr = e.uri[len("mongodb://") : len(e.uri)-1]
+	}
+	if err := waitListening(network, addr); err != nil {
 		e.Close()
 		return nil, err
 	}
 	return e, nil
 }
 
+// lockDir takes an exclusive lock on the data directory: two processes on
+// one SQLite directory would each run their own FerretDB over it.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "keyspend.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("embedded store lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("embedded store directory %s is in use by another process", dir)
+	}
+	return f, nil
+}
+
 // waitListening gives the listener a moment to accept connections.
-func waitListening(uri string) error {
-	host := uri[len("mongodb://"):]
-	host = host[:len(host)-1]
+func waitListening(network, addr string) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		c, err := net.DialTimeout("tcp", host, time.Second)
+		c, err := net.DialTimeout(network, addr, time.Second)
 		if err == nil {
 			return c.Close()
 		}
@@ -86,10 +132,15 @@ func waitListening(uri string) error {
 // URI is the mongodb:// address of the embedded server.
 func (e *Embedded) URI() string { return e.uri }
 
-// Close stops the server and waits until its files are closed.
+// Close stops the server, waits until its files are closed and releases
+// the data directory.
 func (e *Embedded) Close() {
 	e.cancel()
 	<-e.done
+	e.lock.Close()
+	if e.sock != "" {
+		os.RemoveAll(e.sock)
+	}
 }
 
 // levelFloor drops records below a level.
