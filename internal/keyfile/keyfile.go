@@ -10,6 +10,9 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"reflect"
+	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/keyspend/keyspend_exporter/internal/config"
@@ -109,13 +112,33 @@ func describe(err error) string {
 	case errors.As(err, &syn):
 		return fmt.Sprintf("invalid JSON at byte %d", syn.Offset)
 	case errors.As(err, &typ):
-		return fmt.Sprintf("field %s must be a %s", typ.Field, typ.Type)
+		kind := "a string"
+		if typ.Type.Kind() != reflect.String {
+			kind = "a number"
+		}
+		return fmt.Sprintf("field %s must be %s", typ.Field, kind)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
+		// Only a name that looks like a field is printed back: a secret
+		// pasted as a field name must not be.
+		name := strings.TrimPrefix(err.Error(), "json: unknown field ")
+		if !fieldName.MatchString(name) {
+			return "unknown field (name not shown: it does not look like one)"
+		}
+		return "unknown field " + name
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return "JSON cut off before its end"
 	}
 	return "invalid JSON"
+}
+
+var fieldName = regexp.MustCompile(`^"[a-z_]{1,24}"$`)
+
+// shorten cuts text that came from the file to 40 characters.
+func shorten(text string) string {
+	if r := []rune(text); len(r) > 40 {
+		return string(r[:40]) + "…"
+	}
+	return text
 }
 
 func validate(entries []Entry) error {
@@ -123,10 +146,11 @@ func validate(entries []Entry) error {
 		return errors.New("file holds no entries")
 	}
 	seen := make(map[string]int, len(entries))
+	secrets := make(map[string]int, len(entries))
 	for i, e := range entries {
 		where := fmt.Sprintf("entry %d", i+1)
 		if e.ID != "" {
-			where += fmt.Sprintf(" (id %q)", e.ID)
+			where += fmt.Sprintf(" (id %s)", shorten(strconv.Quote(e.ID)))
 		}
 		if err := validateEntry(e); err != nil {
 			return fmt.Errorf("%s: %w", where, err)
@@ -134,7 +158,10 @@ func validate(entries []Entry) error {
 		if first, dup := seen[e.ID]; dup {
 			return fmt.Errorf("%s: id repeats entry %d", where, first)
 		}
-		seen[e.ID] = i + 1
+		if first, dup := secrets[e.Secret]; dup {
+			return fmt.Errorf("%s: secret repeats entry %d", where, first)
+		}
+		seen[e.ID], secrets[e.Secret] = i+1, i+1
 	}
 	return nil
 }
@@ -147,9 +174,14 @@ func validateEntry(e Entry) error {
 		return errors.New("id must not contain control characters")
 	case e.Secret == "" || strings.TrimSpace(e.Secret) != e.Secret:
 		return errors.New("secret must be set, without surrounding spaces")
+	case strings.ContainsFunc(e.Secret, func(r rune) bool { return r <= ' ' || r > '~' }):
+		// It goes into an Authorization header, which takes none of these.
+		return errors.New("secret must be printable ASCII without spaces")
 	}
 	if _, ok := provider.Lookup(e.Provider); !ok {
-		return fmt.Errorf("provider %q is not one of %s", e.Provider, strings.Join(provider.Names(), ", "))
+		// The value is not printed: a secret pasted in the wrong field
+		// would land in the error.
+		return fmt.Errorf("provider must be one of %s", strings.Join(provider.Names(), ", "))
 	}
 	if e.BaseURL != "" {
 		if err := config.CheckBaseURL(e.BaseURL); err != nil {

@@ -28,8 +28,13 @@ type Backup struct {
 }
 
 // ImportBackups adds backups to the pool in one bulk insert. A backup whose
-// id exists is left alone: its secret may already be serving a key.
+// id exists is left alone: its secret may already be serving a key. A
+// backup whose secret the store already holds is refused, so no secret
+// can end up on two keys.
 func (s *Store) ImportBackups(ctx context.Context, in []Backup) (inserted int, err error) {
+	if err := s.checkBackupSecrets(ctx, in); err != nil {
+		return 0, err
+	}
 	existing, err := s.ids(ctx, s.backups)
 	if err != nil {
 		return 0, err

@@ -204,54 +204,6 @@ type KeyImport struct {
 	ThresholdUSD *float64
 }
 
-// ImportKeys inserts new keys and updates the provider, secret and overrides
-// of existing ones. It returns how many were inserted and updated. New keys
-// go in one bulk insert: on FerretDB an update costs a scan of the
-// collection, so only keys that exist are updated one by one.
-func (s *Store) ImportKeys(ctx context.Context, in []KeyImport) (inserted, updated int, err error) {
-	if len(in) == 0 {
-		return 0, 0, nil
-	}
-	existing, err := s.ids(ctx, s.keys)
-	if err != nil {
-		return 0, 0, err
-	}
-	var fresh []any
-	var models []mongo.WriteModel
-	for _, k := range in {
-		set := bson.D{
-			{Key: "provider", Value: k.Provider}, {Key: "secret", Value: k.Secret},
-			{Key: "base_url", Value: k.BaseURL},
-			{Key: "budget_usd", Value: k.BudgetUSD}, {Key: "threshold_usd", Value: k.ThresholdUSD},
-		}
-		if existing[k.ID] {
-			models = append(models, mongo.NewUpdateOneModel().
-				SetFilter(bson.D{{Key: "_id", Value: k.ID}}).SetUpdate(bson.D{{Key: "$set", Value: set}}))
-			continue
-		}
-		doc := append(bson.D{{Key: "_id", Value: k.ID}}, set...)
-		fresh = append(fresh, append(doc, bson.E{Key: "status", Value: StatusActive},
-			bson.E{Key: "generation", Value: int64(0)}))
-	}
-	if len(fresh) > 0 {
-		res, err := s.keys.InsertMany(ctx, fresh, options.InsertMany().SetOrdered(false))
-		if err != nil {
-			return 0, 0, fmt.Errorf("import keys: %w", err)
-		}
-		inserted = len(res.InsertedIDs)
-	}
-	for start := 0; start < len(models); start += updateBatch {
-		batch := models[start:min(start+updateBatch, len(models))]
-		res, err := s.keys.BulkWrite(ctx, batch, options.BulkWrite().SetOrdered(false))
-		if err != nil {
-			return inserted, updated, fmt.Errorf("import keys: %d new and %d updated before: %w",
-				inserted, updated, err)
-		}
-		updated += int(res.MatchedCount)
-	}
-	return inserted, updated, nil
-}
-
 // updateBatch bounds the updates sent in one command, and the documents one
 // update may match. FerretDB v1 stalls past about 100 of either: the command
 // never answers and the connection is lost.
