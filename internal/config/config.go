@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"regexp"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -125,9 +126,37 @@ func (c Config) validateStore() error {
 		if strings.TrimSpace(v) == "" {
 			return fmt.Errorf("%s_%s: must not be empty", Prefix, name)
 		}
+		if !storeName.MatchString(v) {
+			return fmt.Errorf("%s_%s: must be 1 to 60 letters, digits, _ or -, got %q", Prefix, name, v)
+		}
+	}
+	if err := c.distinctCollections(); err != nil {
+		return err
 	}
 	if c.MongoDBURI == "" && strings.TrimSpace(c.DataDir) == "" {
 		return errors.New(Prefix + "_DATA_DIR: must not be empty when KEYSPEND_MONGODB_URI is unset")
+	}
+	return nil
+}
+
+var storeName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,60}$`)
+
+// distinctCollections refuses names that collide, counting the collections
+// the store derives from them: keys given the backups' collection would
+// have backups rotated onto each other.
+func (c Config) distinctCollections() error {
+	names := map[string]string{}
+	for _, n := range []struct{ variable, name string }{
+		{"KEYS_COLLECTION", c.KeysCollection}, {"KEYS_COLLECTION", c.KeysCollection + "_retired"},
+		{"KEYS_COLLECTION", c.KeysCollection + "_spend"}, {"BACKUPS_COLLECTION", c.BackupsCollection},
+		{"BACKUPS_COLLECTION", c.BackupsCollection + "_claims"}, {"HISTORY_COLLECTION", c.HistoryCollection},
+		{"ROTATIONS_COLLECTION", c.RotationCollection},
+	} {
+		if other, ok := names[n.name]; ok {
+			return fmt.Errorf("%s_%s: collection %q is also used for %s_%s", Prefix, n.variable, n.name,
+				Prefix, other)
+		}
+		names[n.name] = n.variable
 	}
 	return nil
 }
@@ -160,7 +189,17 @@ func (c Config) validateDurations() error {
 	if c.RotationConfirmations < 1 {
 		return fmt.Errorf("%s_ROTATION_CONFIRMATIONS: must be 1 or more, got %d", Prefix, c.RotationConfirmations)
 	}
-	if c.ReplicaCount < 1 || c.ReplicaIndex < 0 || c.ReplicaIndex >= c.ReplicaCount {
+	if c.CheckInterval < time.Second {
+		return fmt.Errorf("%s_CHECK_INTERVAL: must be at least 1s, got %s", Prefix, c.CheckInterval)
+	}
+	if c.IdleCheckInterval < c.CheckInterval {
+		return fmt.Errorf("%s_IDLE_CHECK_INTERVAL: must not be shorter than %s_CHECK_INTERVAL (%s), got %s",
+			Prefix, Prefix, c.CheckInterval, c.IdleCheckInterval)
+	}
+	if c.ReplicaCount < 1 {
+		return fmt.Errorf("%s_REPLICA_COUNT: must be 1 or more, got %d", Prefix, c.ReplicaCount)
+	}
+	if c.ReplicaIndex < 0 || c.ReplicaIndex >= c.ReplicaCount {
 		return fmt.Errorf("%s_REPLICA_INDEX: must be from 0 to REPLICA_COUNT-1 (%d), got %d",
 			Prefix, c.ReplicaCount-1, c.ReplicaIndex)
 	}

@@ -56,7 +56,12 @@ func TestInvalidValues(t *testing.T) {
 		{"KEYSPEND_ROTATION_CONFIRMATIONS", "0", "must be 1 or more"},
 		{"KEYSPEND_BACKUP_POOL_LOW", "-3", "must not be negative"},
 		{"KEYSPEND_HISTORY_BUFFER", "0", "must be 1 or more"},
-		{"KEYSPEND_REPLICA_COUNT", "0", "KEYSPEND_REPLICA_INDEX"},
+		{"KEYSPEND_REPLICA_COUNT", "0", "must be 1 or more"},
+		{"KEYSPEND_CHECK_INTERVAL", "1ns", "must be at least 1s"},
+		{"KEYSPEND_IDLE_CHECK_INTERVAL", "10s", "must not be shorter than KEYSPEND_CHECK_INTERVAL (30s)"},
+		{"KEYSPEND_DATABASE", "a/b.c", "must be 1 to 60 letters, digits, _ or -"},
+		{"KEYSPEND_KEYS_COLLECTION", "backup_keys", `collection "backup_keys" is also used for KEYSPEND_`},
+		{"KEYSPEND_HISTORY_COLLECTION", "keys_spend", `collection "keys_spend" is also used for KEYSPEND_`},
 		{"KEYSPEND_REPLICA_INDEX", "1", "must be from 0 to REPLICA_COUNT-1"},
 		{"KEYSPEND_LOG_LEVEL", "verbose", "must be debug, info, warn or error"},
 		{"KEYSPEND_LOG_FORMAT", "xml", "must be text or json"},
@@ -72,8 +77,10 @@ func TestInvalidValues(t *testing.T) {
 			if !strings.Contains(msg, tc.want) {
 				t.Errorf("error %q does not say %q", msg, tc.want)
 			}
+			// A collision is reported on whichever of the two names comes
+			// first; it names both.
 			named := strings.HasPrefix(msg, tc.name+":") ||
-				strings.HasPrefix(tc.name, "KEYSPEND_REPLICA") && strings.HasPrefix(msg, "KEYSPEND_REPLICA_INDEX:")
+				strings.Contains(msg, "is also used for") && strings.Contains(msg, strings.TrimPrefix(tc.name, "KEYSPEND_"))
 			if !named {
 				t.Errorf("error %q does not start with the variable's name", msg)
 			}
