@@ -1,7 +1,9 @@
 package provider
 
 import (
+	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode"
 )
@@ -34,7 +36,9 @@ func Redact(text, secret string) string {
 	// The secret is looked for last, in the text as it will be shown, so
 	// no later step can join what was left into a piece of it.
 	text = truncate(oneLine(text), maxTextRunes)
-	text = redactSecret(text, secret)
+	for _, form := range secretForms(secret) {
+		text = redactSecret(text, form)
+	}
 	text = keyPattern.ReplaceAllString(text, redacted)
 	return bearerPattern.ReplaceAllString(text, "Bearer "+redacted)
 }
@@ -82,6 +86,18 @@ func truncate(s string, n int) string {
 // redactSecret replaces every run of text covered by pieces of the secret
 // minSecretPiece bytes long. Overlapping pieces merge into one replacement,
 // so a whole secret becomes a single marker.
+// secretForms lists the secret as an upstream may quote it: as is, and
+// escaped for a URL query or path, which turns /, + and = into %XX.
+func secretForms(secret string) []string {
+	forms := []string{secret}
+	for _, f := range []string{url.QueryEscape(secret), url.PathEscape(secret)} {
+		if !slices.Contains(forms, f) {
+			forms = append(forms, f)
+		}
+	}
+	return forms
+}
+
 func redactSecret(text, secret string) string {
 	if secret == "" {
 		return text

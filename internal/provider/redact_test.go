@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"net/url"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -72,6 +73,24 @@ func TestMask(t *testing.T) {
 	for secret, want := range cases {
 		if got := Mask(secret); got != want {
 			t.Errorf("Mask(%q) = %q, want %q", secret, got, want)
+		}
+	}
+}
+
+// An upstream may quote the key URL-escaped; that form is cut out too.
+func TestRedactEscapedSecret(t *testing.T) {
+	secret := "sk-abc/def+ghi=jkl/mno+pqr="
+	for _, text := range []string{
+		"bad key " + url.QueryEscape(secret),
+		"GET /v1/keys/" + url.PathEscape(secret) + " failed",
+	} {
+		got := Redact(text, secret)
+		for _, form := range []string{secret, url.QueryEscape(secret), url.PathEscape(secret)} {
+			for i := 0; i+8 <= len(form); i++ {
+				if strings.Contains(got, form[i:i+8]) {
+					t.Fatalf("Redact(%q) = %q keeps %q", text, got, form[i:i+8])
+				}
+			}
 		}
 	}
 }
