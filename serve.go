@@ -60,14 +60,21 @@ func newLogger(cfg config.Config, w *os.File) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-func versionLine() string {
-	v := version.Version
-	if v == "" {
-		if bi, ok := debug.ReadBuildInfo(); ok {
-			v = bi.Main.Version
-		}
+// versionString is the version set at build time with -ldflags, or the
+// module's version as Go recorded it ("(devel)" for a local build).
+func versionString() string {
+	if version.Version != "" {
+		return version.Version
 	}
-	return fmt.Sprintf("keyspend_exporter %s (revision %s, %s)", v, version.Revision, version.GoVersion)
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "unknown"
+}
+
+func versionLine() string {
+	return fmt.Sprintf("keyspend_exporter %s (revision %s, %s)", versionString(), version.Revision,
+		version.GoVersion)
 }
 
 // app is the running exporter: store, checker, rotator and web endpoints.
@@ -172,10 +179,7 @@ func (a *app) newRegistry() *prometheus.Registry {
 }
 
 func buildInfo() prometheus.Collector {
-	v := version.Version
-	if v == "" {
-		v = "unknown"
-	}
+	v := versionString()
 	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "keyspend", Name: "build_info",
 		Help: "A metric with a constant 1 labelled by the exporter's version and Go version.",

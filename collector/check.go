@@ -176,7 +176,7 @@ func (c *Checker) applyRotation(k store.Key, r rotator.Result) {
 		k.Status = store.StatusActive
 		k.RotatedAt = c.now()
 		fresh := newKeyState(k)
-		fresh.ThresholdUSD = st.ThresholdUSD
+		fresh.ThresholdUSD, fresh.Active, fresh.Interval = st.ThresholdUSD, st.Active, st.Interval
 		c.states[k.ID] = fresh
 	case r.Exhausted:
 		st.Status = store.StatusExhausted

@@ -191,8 +191,10 @@ func (c *Checker) loadKeys(ctx context.Context) []store.Key {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil {
-		c.fleet.StoreUp = false
-		c.logger.Warn("store unreachable, checking the last known keys", "keys", len(c.keys), "err", err)
+		if ctx.Err() == nil {
+			c.fleet.StoreUp = false
+			c.logger.Warn("store unreachable, checking the last known keys", "keys", len(c.keys), "err", err)
+		}
 		return c.keys
 	}
 	c.fleet.StoreUp = true

@@ -22,6 +22,7 @@ var files embed.FS
 
 var statusPage = template.Must(template.New("status.html").Funcs(template.FuncMap{
 	"percent": percent, "since": since,
+	"round": func(d time.Duration) time.Duration { return d.Round(time.Millisecond) },
 }).ParseFS(files, "status.html"))
 
 // Handler serves every endpoint.
