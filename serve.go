@@ -255,7 +255,7 @@ func (a *app) serve(ctx context.Context) error {
 }
 
 func (a *app) serveOn(ctx context.Context, ln net.Listener) error {
-	h := kweb.New(a.checker, a.store, a.registry, a.logger, versionLine())
+	h := kweb.New(a.checker, a.store, a.registry, a.logger, versionString())
 	// The server's own messages are about clients (a plain request to the
 	// TLS port, a dropped connection), not about the exporter: debug level.
 	srv := &http.Server{Handler: h.Mux(), ReadHeaderTimeout: 10 * time.Second,

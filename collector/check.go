@@ -175,6 +175,8 @@ func (c *Checker) applyRotation(k store.Key, r rotator.Result) {
 		k.Generation = r.Generation
 		k.Status = store.StatusActive
 		k.RotatedAt = c.now()
+		// The spend read with the key belongs to the secret just retired.
+		k.LastSpendUSD, k.LastCheckedAt = nil, time.Time{}
 		fresh := newKeyState(k)
 		fresh.ThresholdUSD, fresh.Active, fresh.Interval = st.ThresholdUSD, st.Active, st.Interval
 		c.states[k.ID] = fresh
