@@ -54,10 +54,14 @@ func newLogger(cfg config.Config, w *os.File) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
 	opts := &slog.HandlerOptions{Level: level}
+	logger := slog.New(slog.NewTextHandler(w, opts))
 	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		logger = slog.New(slog.NewJSONHandler(w, opts))
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	for _, name := range config.Unknown() {
+		logger.Warn("ignoring an unknown variable; see --help for the ones read", "variable", name)
+	}
+	return logger
 }
 
 // versionString is the version set at build time with -ldflags, or the

@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
+	"reflect"
 	"regexp"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -76,6 +79,9 @@ func Load() (Config, error) {
 	if err := envconfig.Process(Prefix, &c); err != nil {
 		return c, describeParseError(err)
 	}
+	// Words are read in any case: ROTATION=Off means off.
+	c.Rotation, c.LogLevel, c.LogFormat = strings.ToLower(c.Rotation), strings.ToLower(c.LogLevel),
+		strings.ToLower(c.LogFormat)
 	return c, c.Validate()
 }
 
@@ -254,6 +260,28 @@ func (c Config) validateModes() error {
 		return fmt.Errorf("%s_LOG_FORMAT: must be text or json, got %q", Prefix, c.LogFormat)
 	}
 	return nil
+}
+
+// Unknown lists the KEYSPEND_ variables in the environment that the
+// exporter does not read, so a misspelled one is reported, not ignored.
+func Unknown() []string {
+	if envconfig.CheckDisallowed(Prefix, &Config{}) == nil {
+		return nil
+	}
+	known := map[string]bool{}
+	t := reflect.TypeOf(Config{})
+	for i := range t.NumField() {
+		known[Prefix+"_"+t.Field(i).Tag.Get("envconfig")] = true
+	}
+	var unknown []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, Prefix+"_") && !known[name] {
+			unknown = append(unknown, name)
+		}
+	}
+	sort.Strings(unknown)
+	return unknown
 }
 
 // WriteHelp lists every variable with its default and meaning.

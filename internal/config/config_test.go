@@ -112,3 +112,21 @@ func TestHelpListsEveryVariable(t *testing.T) {
 		t.Errorf("help lists %d variables, want 30", n)
 	}
 }
+
+func TestWordsInAnyCase(t *testing.T) {
+	t.Setenv("KEYSPEND_ROTATION", "Dry-Run")
+	t.Setenv("KEYSPEND_LOG_FORMAT", "JSON")
+	c, err := Load()
+	if err != nil || c.Rotation != RotationDryRun || c.LogFormat != "json" {
+		t.Errorf("Load: rotation %q, log format %q, err %v", c.Rotation, c.LogFormat, err)
+	}
+}
+
+func TestUnknownVariablesAreListed(t *testing.T) {
+	t.Setenv("KEYSPEND_CHEK_INTERVAL", "30s")
+	t.Setenv("KEYSPEND_CHECK_INTERVAL", "30s")
+	got := Unknown()
+	if len(got) != 1 || got[0] != "KEYSPEND_CHEK_INTERVAL" {
+		t.Errorf("Unknown() = %v, want the misspelled variable only", got)
+	}
+}
