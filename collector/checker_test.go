@@ -54,6 +54,7 @@ func heldKeys(t *testing.T, st *store.Store, sim *simulator.Simulator, n int) (*
 
 	h := newHeld(spends)
 	sim.SetHandler("", h.ServeHTTP)
+	t.Cleanup(h.releaseAll)
 	return h, secrets
 }
 
@@ -62,18 +63,11 @@ func TestCycleChecksEveryKeyAtOnce(t *testing.T) {
 	st := storetest.New(t)
 	sim, base := startSim(t)
 	h, _ := heldKeys(t, st, sim, n)
-	released := false
-	t.Cleanup(func() {
-		if !released {
-			close(h.gate)
-		}
-	})
 	c := collector.NewChecker(checkerOptions(st, base, newClock(), &logBuffer{}))
 
 	done := runInBackground(context.Background(), c)
 	waitUntil(t, "all 200 checks are held at the upstream", func() bool { return sim.InFlight() == n })
-	close(h.gate)
-	released = true
+	h.releaseAll()
 	res := <-done
 
 	if res.err != nil || res.report.Checked != n || res.report.Keys != n {
@@ -103,19 +97,12 @@ func TestCycleNeverOverlaps(t *testing.T) {
 	st := storetest.New(t)
 	sim, base := startSim(t)
 	h, secrets := heldKeys(t, st, sim, n)
-	released := false
-	t.Cleanup(func() {
-		if !released {
-			close(h.gate)
-		}
-	})
 	c := collector.NewChecker(checkerOptions(st, base, newClock(), &logBuffer{}))
 
 	done := runInBackground(context.Background(), c)
 	waitUntil(t, "the first cycle's checks are held", func() bool { return sim.InFlight() == n })
 	_, err := c.RunCycle(context.Background())
-	close(h.gate)
-	released = true
+	h.releaseAll()
 	first := <-done
 
 	if !errors.Is(err, collector.ErrCycleRunning) {

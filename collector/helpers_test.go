@@ -273,8 +273,9 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 // only after taking a value from gate: closing gate releases every request,
 // sending on it releases one. It records the protocol of every request.
 type held struct {
-	gate   chan struct{}
-	spends map[string]float64 // read-only once serving
+	gate     chan struct{}
+	spends   map[string]float64 // read-only once serving
+	releaser sync.Once
 
 	mu     sync.Mutex
 	protos map[string]int
@@ -282,6 +283,12 @@ type held struct {
 
 func newHeld(spends map[string]float64) *held {
 	return &held{gate: make(chan struct{}), spends: spends, protos: map[string]int{}}
+}
+
+// releaseAll lets every request through, now and later; calling it again
+// does nothing.
+func (h *held) releaseAll() {
+	h.releaser.Do(func() { close(h.gate) })
 }
 
 // ServeHTTP holds the request until the gate lets it through.
