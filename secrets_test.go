@@ -18,6 +18,8 @@ import (
 	"github.com/keyspend/keyspend_exporter/internal/config"
 	"github.com/keyspend/keyspend_exporter/internal/keyfile"
 	"github.com/keyspend/keyspend_exporter/internal/store"
+
+	"github.com/keyspend/keyspend_exporter/internal/secrettest"
 )
 
 func newSecret() string {
@@ -105,7 +107,7 @@ func TestNoSecretLeaks(t *testing.T) {
 
 	for name, text := range texts {
 		for secret := range secrets {
-			if piece := leakedPiece(text, secret); piece != "" {
+			if piece := secrettest.Piece(text, secret); piece != "" {
 				t.Errorf("%s shows %q, a piece of a secret", name, piece)
 			}
 		}
@@ -170,14 +172,4 @@ func badInputErrors(t *testing.T, secret string) string {
 	}
 	errs = append(errs, fmt.Sprint(importFile(context.Background(), nil, "keys", path, &bytes.Buffer{})))
 	return strings.Join(errs, "\n")
-}
-
-// leakedPiece returns the first 8-character piece of secret found in text.
-func leakedPiece(text, secret string) string {
-	for i := 0; i+8 <= len(secret); i++ {
-		if strings.Contains(text, secret[i:i+8]) {
-			return secret[i : i+8]
-		}
-	}
-	return ""
 }

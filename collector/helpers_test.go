@@ -19,6 +19,8 @@ import (
 	"github.com/keyspend/keyspend_exporter/collector"
 	"github.com/keyspend/keyspend_exporter/internal/simulator"
 	"github.com/keyspend/keyspend_exporter/internal/store"
+
+	"github.com/keyspend/keyspend_exporter/internal/secrettest"
 )
 
 // start is the fixed moment the test clocks begin at.
@@ -246,14 +248,9 @@ func wantValue(t *testing.T, got map[string]float64, name string, want float64) 
 	}
 }
 
-// leaks reports whether text holds any 8-character piece of secret.
+// leaks reports whether text holds a piece of secret.
 func leaks(text, secret string) bool {
-	for i := 0; i+8 <= len(secret); i++ {
-		if strings.Contains(text, secret[i:i+8]) {
-			return true
-		}
-	}
-	return false
+	return secrettest.Piece(text, secret) != ""
 }
 
 // waitUntil polls cond until it holds; it fails the test after a generous

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/keyspend/keyspend_exporter/internal/secrettest"
 )
 
 // testSecret is the key every test checks. Its pieces must never show in an
@@ -103,10 +105,8 @@ func assertErr(t *testing.T, err error, errHas string) {
 // assertNoSecret fails if text holds any 8-character piece of testSecret.
 func assertNoSecret(t *testing.T, text string) {
 	t.Helper()
-	for i := 0; i+8 <= len(testSecret); i++ {
-		if piece := testSecret[i : i+8]; strings.Contains(text, piece) {
-			t.Errorf("text %q leaks secret piece %q", text, piece)
-		}
+	if piece := secrettest.Piece(text, testSecret); piece != "" {
+		t.Errorf("text %q leaks secret piece %q", text, piece)
 	}
 }
 

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/keyspend/keyspend_exporter/internal/simulator"
+
+	"github.com/keyspend/keyspend_exporter/internal/secrettest"
 )
 
 const (
@@ -143,14 +145,9 @@ func errorOf(t *testing.T, body []byte) map[string]any {
 	return b.Error
 }
 
-// leaks reports whether text holds any 8-character piece of secret.
+// leaks reports whether text holds a piece of secret.
 func leaks(text, secret string) bool {
-	for i := 0; i+8 <= len(secret); i++ {
-		if strings.Contains(text, secret[i:i+8]) {
-			return true
-		}
-	}
-	return false
+	return secrettest.Piece(text, secret) != ""
 }
 
 // waitUntil polls cond until it holds; it fails the test after a generous
